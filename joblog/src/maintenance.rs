@@ -1,0 +1,172 @@
+//! Keeping the tables honest and small: the reaper and retention.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::sql::{Sql, now};
+use crate::writer::{DetailRow, insert_details};
+use crate::{JobLogger, Level, Result, RunStatus};
+
+/// What [`JobLogger::prune`] removes. Only finished runs are ever pruned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneOptions {
+    /// Remove runs created longer ago than this.
+    pub older_than: Option<Duration>,
+    /// Per job, keep only the newest this many runs.
+    pub keep_last: Option<u64>,
+}
+
+/// What [`JobLogger::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneStats {
+    /// Runs deleted.
+    pub runs: u64,
+    /// Details deleted.
+    pub details: u64,
+}
+
+/// Runs deleted per statement, and details per statement: small enough that no
+/// statement holds a lock for long (SQLite has one writer for the whole file).
+const RUN_BATCH: usize = 200;
+const DETAIL_BATCH: usize = 5_000;
+
+impl JobLogger {
+    /// Marks runs whose process died as error: every new or processing run whose last
+    /// heartbeat (or creation) is older than `stale_after`, except the runs this logger
+    /// itself is keeping alive. Each gets an error detail saying it was abandoned.
+    /// Call it at start-up and periodically, with `stale_after` several heartbeat
+    /// intervals long. Returns the ids of the runs it ended.
+    pub async fn reap_stale(&self, stale_after: Duration) -> Result<Vec<i64>> {
+        let db = self.db();
+        let backend = db.get_database_backend();
+        let at = now();
+        let cutoff = at - chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX);
+        let mut q = Sql::new(
+            backend,
+            "SELECT id, host, pid, COALESCE(heartbeat_at, created_at) FROM job_logs WHERE status IN (0, 1) \
+             AND COALESCE(heartbeat_at, created_at) < ",
+        );
+        q.bind(cutoff).push(" ORDER BY id LIMIT 10000");
+        let rows = q.all(db).await?;
+        let mut reaped = Vec::new();
+        for row in rows {
+            let id: i64 = row.try_get_by_index(0)?;
+            if self.inner.shared.live().contains(&id) {
+                continue;
+            }
+            let host: Option<String> = row.try_get_by_index(1)?;
+            let pid: Option<i64> = row.try_get_by_index(2)?;
+            let seen: DateTime<Utc> = row.try_get_by_index(3)?;
+            let message = format!(
+                "abandoned: no heartbeat since {} from host {} (pid {}); the process running it is presumed dead",
+                seen.format("%Y-%m-%d %H:%M:%S UTC"),
+                host.as_deref().unwrap_or("unknown"),
+                pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
+            );
+            let txn = sea_orm::TransactionTrait::begin(db).await?;
+            let mut q = Sql::new(backend, "UPDATE job_logs SET status = ");
+            q.bind(RunStatus::Error.code())
+                .push(", finished_at = ")
+                .bind(at)
+                .push(", updated_at = ")
+                .bind(at)
+                .push(", started_at = COALESCE(started_at, created_at), error = ")
+                .bind(message.as_str())
+                .push(" WHERE id = ")
+                .bind(id)
+                .push(" AND status IN (0, 1) AND COALESCE(heartbeat_at, created_at) < ")
+                .bind(cutoff);
+            if q.execute(&txn).await? == 1 {
+                let detail = DetailRow {
+                    run_id: id,
+                    level: Level::Error,
+                    message,
+                    at,
+                };
+                insert_details(&txn, std::slice::from_ref(&detail)).await?;
+                reaped.push(id);
+            }
+            txn.commit().await?;
+        }
+        if !reaped.is_empty() {
+            tracing::warn!(count = reaped.len(), ids = ?reaped, "joblog: reaped abandoned runs");
+        }
+        Ok(reaped)
+    }
+
+    /// Deletes finished runs older than `older_than` and/or beyond the newest `keep_last`
+    /// of each job, with their details, in small batches.
+    pub async fn prune(&self, options: &PruneOptions) -> Result<PruneStats> {
+        let mut stats = PruneStats::default();
+        if let Some(age) = options.older_than {
+            let cutoff = now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+            self.prune_where(
+                |q| {
+                    q.push(" AND created_at < ").bind(cutoff);
+                },
+                &mut stats,
+            )
+            .await?;
+        }
+        if let Some(keep) = options.keep_last {
+            for job in self.jobs().await? {
+                let db = self.db();
+                let mut q = Sql::new(db.get_database_backend(), "SELECT id FROM job_logs WHERE job = ");
+                q.bind(job.as_str())
+                    .push(&format!(" ORDER BY id DESC LIMIT 1 OFFSET {keep}"));
+                let Some(row) = q.one(db).await? else { continue };
+                let first_pruned: i64 = row.try_get_by_index(0)?;
+                self.prune_where(
+                    |q| {
+                        q.push(" AND job = ")
+                            .bind(job.as_str())
+                            .push(" AND id <= ")
+                            .bind(first_pruned);
+                    },
+                    &mut stats,
+                )
+                .await?;
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn prune_where(&self, condition: impl Fn(&mut Sql), stats: &mut PruneStats) -> Result<()> {
+        let db = self.db();
+        let backend = db.get_database_backend();
+        loop {
+            let mut q = Sql::new(backend, "SELECT id FROM job_logs WHERE status IN (2, 3)");
+            condition(&mut q);
+            q.push(&format!(" ORDER BY id LIMIT {RUN_BATCH}"));
+            let ids: Vec<i64> = q
+                .all(db)
+                .await?
+                .iter()
+                .map(|r| r.try_get_by_index(0))
+                .collect::<Result<_, _>>()?;
+            if ids.is_empty() {
+                return Ok(());
+            }
+            loop {
+                let mut q = Sql::new(backend, "SELECT id FROM job_log_details WHERE job_log_id IN ");
+                q.bind_list(&ids).push(&format!(" LIMIT {DETAIL_BATCH}"));
+                let detail_ids: Vec<i64> = q
+                    .all(db)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get_by_index(0))
+                    .collect::<Result<_, _>>()?;
+                if detail_ids.is_empty() {
+                    break;
+                }
+                let mut q = Sql::new(backend, "DELETE FROM job_log_details WHERE id IN ");
+                q.bind_list(&detail_ids);
+                stats.details += q.execute(db).await?;
+            }
+            let mut q = Sql::new(backend, "DELETE FROM job_logs WHERE status IN (2, 3) AND id IN ");
+            q.bind_list(&ids);
+            stats.runs += q.execute(db).await?;
+        }
+    }
+}

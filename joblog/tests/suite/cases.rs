@@ -1,0 +1,1132 @@
+//! The cases, each `async fn(TestDb)`; `main.rs` runs every one on every backend.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use joblog::{Cursor, ErrorChain, JobLogger, Level, PruneOptions, RunFilter, RunStatus};
+use joblog_migrations::sea_orm_migration::prelude::*;
+use sea_orm::{ConnectionTrait, DbBackend};
+
+use crate::common::{Backend, TestDb, rows, status_and_messages};
+
+const STARTED: &str = "Job started - ";
+
+async fn exec(conn: &impl ConnectionTrait, sql: &str) {
+    conn.execute_unprepared(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+fn child_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("child");
+    assert!(
+        path.exists(),
+        "{} missing: `cargo test` builds joblog's examples",
+        path.display()
+    );
+    path
+}
+
+fn one_process_only(db: &TestDb) -> bool {
+    if db.backend == Backend::SqliteMemory {
+        eprintln!("not applicable to sqlite_memory: a memory database lives inside one process");
+        return true;
+    }
+    false
+}
+
+// ---- migrations and schema -------------------------------------------------------------
+
+struct HostTable;
+
+impl MigrationName for HostTable {
+    fn name(&self) -> &str {
+        "HostTable"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for HostTable {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("host_things"))
+                    .col(
+                        ColumnDef::new(Alias::new("id"))
+                            .integer()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// A host application's own migrator, on sea-orm's default `seaql_migrations` table.
+struct HostMigrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for HostMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(HostTable)]
+    }
+}
+
+pub(crate) async fn migrate_is_idempotent_beside_a_host_migrator(db: TestDb) {
+    let logger = db.logger().await;
+    HostMigrator::up(logger.db(), None)
+        .await
+        .expect("host migrator after joblog's");
+    logger.migrate().await.expect("second migrate");
+    logger.migrate().await.expect("third migrate");
+    HostMigrator::up(logger.db(), None)
+        .await
+        .expect("host migrator again");
+    let conn = db.fresh().await;
+    let joblog_versions = rows(&conn, "SELECT version FROM joblog_migrations").await;
+    assert_eq!(joblog_versions.len(), 1, "joblog's migration recorded once");
+    let host_versions: Vec<String> = rows(&conn, "SELECT version FROM seaql_migrations")
+        .await
+        .iter()
+        .map(|r| r.try_get_by_index(0).unwrap())
+        .collect();
+    assert_eq!(
+        host_versions,
+        vec!["HostTable".to_owned()],
+        "the host's table holds only its own history"
+    );
+    rows(&conn, "SELECT id FROM host_things").await;
+    rows(&conn, "SELECT id FROM job_logs").await;
+}
+
+pub(crate) async fn schema_has_the_documented_constraints(db: TestDb) {
+    let logger = db.logger().await;
+    let conn = db.fresh().await;
+    let now = "'2026-01-01 00:00:00'";
+    // status defaults to 0.
+    exec(
+        &conn,
+        &format!("INSERT INTO job_logs (name, job, created_at, updated_at) VALUES ('n1', 'J', {now}, {now})"),
+    )
+    .await;
+    let status: i16 = rows(&conn, "SELECT status FROM job_logs WHERE name = 'n1'").await[0]
+        .try_get_by_index(0)
+        .unwrap();
+    assert_eq!(status, 0);
+    // name is UNIQUE and NOT NULL; message is NOT NULL.
+    let dup = conn
+        .execute_unprepared(&format!(
+            "INSERT INTO job_logs (name, job, created_at, updated_at) VALUES ('n1', 'J', {now}, {now})"
+        ))
+        .await;
+    assert!(dup.is_err(), "duplicate name accepted");
+    let null_name = conn
+        .execute_unprepared(&format!(
+            "INSERT INTO job_logs (name, job, created_at, updated_at) VALUES (NULL, 'J', {now}, {now})"
+        ))
+        .await;
+    assert!(null_name.is_err(), "NULL name accepted");
+    let id: i64 = rows(&conn, "SELECT id FROM job_logs WHERE name = 'n1'").await[0]
+        .try_get_by_index(0)
+        .unwrap();
+    let null_msg = conn
+        .execute_unprepared(&format!(
+            "INSERT INTO job_log_details (job_log_id, message, created_at) VALUES ({id}, NULL, {now})"
+        ))
+        .await;
+    assert!(null_msg.is_err(), "NULL message accepted");
+    let orphan = conn
+        .execute_unprepared(&format!(
+            "INSERT INTO job_log_details (job_log_id, message, created_at) VALUES ({}, 'x', {now})",
+            id + 1000
+        ))
+        .await;
+    assert!(orphan.is_err(), "detail of a missing run accepted");
+    // Details are deleted with their run. (SQLite enforces foreign keys per connection;
+    // joblog's own connections turn them on, so delete through the logger's.)
+    exec(
+        &conn,
+        &format!("INSERT INTO job_log_details (job_log_id, message, created_at) VALUES ({id}, 'x', {now})"),
+    )
+    .await;
+    let level: String = rows(&conn, "SELECT level FROM job_log_details").await[0]
+        .try_get_by_index(0)
+        .unwrap();
+    assert_eq!(level, "info", "level defaults to info");
+    exec(logger.db(), &format!("DELETE FROM job_logs WHERE id = {id}")).await;
+    assert!(
+        rows(&conn, "SELECT id FROM job_log_details").await.is_empty(),
+        "details outlived their run"
+    );
+}
+
+// ---- the guard ---------------------------------------------------------------------------
+
+pub(crate) async fn lifecycle_new_processing_success(db: TestDb) {
+    let logger = db.logger().await;
+    let conn = db.fresh().await;
+    let mut run = logger.start("SyncOpenOrdersJob").await.unwrap();
+    assert_eq!(run.job(), "SyncOpenOrdersJob");
+    let name = run.name().to_owned();
+    assert_eq!(name.len(), 15, "YYYYMMDD_HHMMSS: {name}");
+    assert!(
+        name.chars()
+            .enumerate()
+            .all(|(i, c)| if i == 8 { c == '_' } else { c.is_ascii_digit() }),
+        "{name}"
+    );
+    let (status, _) = status_and_messages(&conn, run.id()).await;
+    assert_eq!(status, RunStatus::New.code());
+
+    run.processing().await.unwrap();
+    let (status, _) = status_and_messages(&conn, run.id()).await;
+    assert_eq!(status, RunStatus::Processing.code());
+    run.detail("Connecting to SQL Server...");
+    run.warn("Source returned 0 rows");
+    run.log(Level::Info, "Done");
+    let id = run.id();
+    run.success().await.unwrap();
+
+    // success() returned: everything is durable, seen through a fresh connection.
+    let (status, details) = status_and_messages(&conn, id).await;
+    assert_eq!(status, RunStatus::Success.code());
+    assert_eq!(
+        details,
+        vec![
+            ("info".into(), format!("{STARTED}SyncOpenOrdersJob")),
+            ("info".into(), "Connecting to SQL Server...".into()),
+            ("warn".into(), "Source returned 0 rows".into()),
+            ("info".into(), "Done".into()),
+        ]
+    );
+    let rec = logger.get_run(id).await.unwrap().unwrap();
+    assert_eq!(rec.name, name);
+    assert!(rec.host.as_deref().is_some_and(|h| !h.is_empty()));
+    assert_eq!(rec.pid, Some(i64::from(std::process::id())));
+    let (started, finished) = (rec.started_at.unwrap(), rec.finished_at.unwrap());
+    assert!(rec.created_at <= started && started <= finished);
+    assert!(rec.duration().is_some());
+    assert_eq!(rec.error, None);
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("fetching open orders failed")]
+struct Outer(#[source] std::io::Error);
+
+pub(crate) async fn error_records_the_cause_chain(db: TestDb) {
+    let logger = db.logger().await;
+    let conn = db.fresh().await;
+    // anyhow: `{:#}` prints the chain.
+    let mut run = logger.start("Job").await.unwrap();
+    run.processing().await.unwrap();
+    let id = run.id();
+    let err = anyhow::anyhow!("connection reset").context("fetching open orders");
+    run.error(&err).await.unwrap();
+    let (status, details) = status_and_messages(&conn, id).await;
+    assert_eq!(status, RunStatus::Error.code());
+    assert_eq!(
+        details.last().unwrap(),
+        &("error".into(), "fetching open orders: connection reset".into())
+    );
+    assert_eq!(
+        logger.get_run(id).await.unwrap().unwrap().error.as_deref(),
+        Some("fetching open orders: connection reset")
+    );
+    // A std error through ErrorChain: its sources too.
+    let run = logger.start("Job").await.unwrap();
+    let id = run.id();
+    let err = Outer(std::io::Error::other("disk full"));
+    run.error(&ErrorChain(&err)).await.unwrap();
+    let (_, details) = status_and_messages(&conn, id).await;
+    assert_eq!(
+        details.last().unwrap().1,
+        "fetching open orders failed: disk full"
+    );
+}
+
+pub(crate) async fn invalid_transitions_are_errors(db: TestDb) {
+    let logger = db.logger().await;
+    let mut run = logger.start("Job").await.unwrap();
+    run.processing().await.unwrap();
+    let err = run.processing().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            joblog::Error::InvalidTransition {
+                from: RunStatus::Processing,
+                to: RunStatus::Processing,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // The run was ended behind the guard's back (as the reaper does): finishing is an error.
+    exec(
+        logger.db(),
+        &format!("UPDATE job_logs SET status = 3 WHERE id = {}", run.id()),
+    )
+    .await;
+    let err = run.success().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            joblog::Error::InvalidTransition {
+                from: RunStatus::Error,
+                to: RunStatus::Success,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // processing() on a run already ended elsewhere is an error too.
+    let mut run = logger.start("Job").await.unwrap();
+    exec(
+        logger.db(),
+        &format!("UPDATE job_logs SET status = 2 WHERE id = {}", run.id()),
+    )
+    .await;
+    assert!(run.processing().await.is_err());
+    drop(run);
+}
+
+pub(crate) async fn dropped_guard_is_marked_error(db: TestDb) {
+    let logger = db.logger().await;
+    async fn early_return(logger: &JobLogger) -> anyhow::Result<i64> {
+        let mut run = logger.start("EarlyReturnJob").await?;
+        run.processing().await?;
+        run.detail("step 1");
+        let id = run.id();
+        let _n: u32 = "not a number".parse().map(|n: u32| n).or_else(|_| {
+            if id > 0 {
+                Err(anyhow::anyhow!("bad input"))
+            } else {
+                Ok(0)
+            }
+        })?;
+        run.success().await?;
+        Ok(id)
+    }
+    let err = early_return(&logger).await.unwrap_err();
+    assert_eq!(err.to_string(), "bad input");
+    // Dropped in an inner block.
+    let id = {
+        let run = logger.start("InnerBlockJob").await.unwrap();
+        run.id()
+    };
+    logger.flush().await.unwrap();
+    let conn = db.fresh().await;
+    let (status, details) = status_and_messages(&conn, id).await;
+    assert_eq!(status, RunStatus::Error.code());
+    assert_eq!(details.len(), 2);
+    assert_eq!(details[1].0, "error");
+    assert!(
+        details[1].1.starts_with("dropped before completion"),
+        "{details:?}"
+    );
+    // The early-return run too.
+    let last = logger
+        .list_runs(
+            &RunFilter {
+                job: Some("EarlyReturnJob".into()),
+                ..Default::default()
+            },
+            Cursor::First,
+            1,
+        )
+        .await
+        .unwrap();
+    let rec = &last.runs[0].run;
+    assert_eq!(rec.status, RunStatus::Error);
+    let (_, details) = status_and_messages(&conn, rec.id).await;
+    assert_eq!(
+        details.iter().map(|d| d.1.as_str()).take(2).collect::<Vec<_>>(),
+        [&format!("{STARTED}EarlyReturnJob"), "step 1"]
+    );
+    assert!(
+        rec.error
+            .as_deref()
+            .unwrap()
+            .starts_with("dropped before completion")
+    );
+    assert!(rec.finished_at.is_some());
+}
+
+pub(crate) async fn panic_inside_run_is_recorded_with_message(db: TestDb) {
+    let logger = db.logger().await;
+    let l = logger.clone();
+    let joined = tokio::spawn(async move {
+        l.run("PanickyJob", |run| async move {
+            run.detail("about to fail");
+            if run.id() > 0 {
+                panic!("boom at row 42");
+            }
+            Ok::<(), anyhow::Error>(())
+        })
+        .await
+    })
+    .await;
+    assert!(
+        joined.unwrap_err().is_panic(),
+        "the panic continues after it is recorded"
+    );
+    logger.flush().await.unwrap();
+    let page = logger
+        .list_runs(&RunFilter::default(), Cursor::First, 1)
+        .await
+        .unwrap();
+    let (status, details) = status_and_messages(&db.fresh().await, page.runs[0].run.id).await;
+    assert_eq!(status, RunStatus::Error.code());
+    assert_eq!(
+        details.last().unwrap(),
+        &("error".into(), "panicked: boom at row 42".into())
+    );
+    assert_eq!(details[1].1, "about to fail");
+}
+
+pub(crate) async fn panic_with_a_bare_guard_is_recorded(db: TestDb) {
+    let logger = db.logger().await;
+    let l = logger.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let joined = tokio::spawn(async move {
+        let run = l.start("BareGuardJob").await.unwrap();
+        tx.send(run.id()).unwrap();
+        let v: Vec<u8> = Vec::new();
+        let _ = v[run.id() as usize]; // index out of bounds
+        run.success().await.unwrap();
+    })
+    .await;
+    assert!(joined.unwrap_err().is_panic());
+    let id = rx.await.unwrap();
+    logger.flush().await.unwrap();
+    let (status, details) = status_and_messages(&db.fresh().await, id).await;
+    assert_eq!(status, RunStatus::Error.code());
+    assert!(details.last().unwrap().1.starts_with("panicked"), "{details:?}");
+}
+
+pub(crate) async fn cancelled_task_is_recorded(db: TestDb) {
+    let logger = db.logger().await;
+    let l = logger.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        l.run("SlowJob", |run| async move {
+            run.detail("waiting for the ERP");
+            tx.send(run.id()).unwrap();
+            std::future::pending::<()>().await;
+            Ok::<(), anyhow::Error>(())
+        })
+        .await
+    });
+    let id = rx.await.unwrap();
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    logger.flush().await.unwrap();
+    let (status, details) = status_and_messages(&db.fresh().await, id).await;
+    assert_eq!(status, RunStatus::Error.code());
+    assert!(details.last().unwrap().1.starts_with("cancelled"), "{details:?}");
+    // A timeout cancels the same way.
+    let result = tokio::time::timeout(
+        Duration::from_millis(50),
+        logger.run("TimedOutJob", |_run| async {
+            std::future::pending::<Result<(), String>>().await
+        }),
+    )
+    .await;
+    assert!(result.is_err());
+    logger.flush().await.unwrap();
+    let page = logger
+        .list_runs(
+            &RunFilter {
+                job: Some("TimedOutJob".into()),
+                ..Default::default()
+            },
+            Cursor::First,
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.runs[0].run.status, RunStatus::Error);
+    assert!(
+        page.runs[0]
+            .run
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("cancelled")
+    );
+}
+
+pub(crate) async fn run_closure_results_are_recorded(db: TestDb) {
+    let logger = db.logger().await;
+    let value = logger
+        .run("OkJob", |run| async move {
+            run.detail("working");
+            Ok::<_, anyhow::Error>(7)
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, 7);
+    let err = logger
+        .run("ErrJob", |_run| async move {
+            Err::<(), _>(anyhow::anyhow!("root cause").context("outer step"))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        format!("{err:#}"),
+        "outer step: root cause",
+        "the job's own error is returned"
+    );
+    let conn = db.fresh().await;
+    for (job, status, last) in [
+        ("OkJob", RunStatus::Success, "working"),
+        ("ErrJob", RunStatus::Error, "outer step: root cause"),
+    ] {
+        let page = logger
+            .list_runs(
+                &RunFilter {
+                    job: Some(job.into()),
+                    ..Default::default()
+                },
+                Cursor::First,
+                5,
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.runs.len(), 1);
+        let rec = &page.runs[0].run;
+        assert_eq!(rec.status, status, "{job}");
+        assert!(rec.started_at.is_some(), "run() marks processing");
+        let (_, details) = status_and_messages(&conn, rec.id).await;
+        assert_eq!(details.last().unwrap().1, last);
+        assert_eq!(page.runs[0].last_detail.as_ref().unwrap().message, last);
+    }
+}
+
+pub(crate) async fn details_are_visible_while_the_run_goes_on(db: TestDb) {
+    let logger = db.logger().await;
+    let conn = db.fresh().await;
+    let mut run = logger.start("TailJob").await.unwrap();
+    run.processing().await.unwrap();
+    for i in 0..3 {
+        run.detail(format!("Batch {}/3", i + 1));
+    }
+    // No flush: the writer writes on its own. Poll (bounded) until the lines appear.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        let (_, details) = status_and_messages(&conn, run.id()).await;
+        if details.len() == 4 || std::time::Instant::now() > deadline {
+            break details;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(seen.len(), 4, "details never became visible: {seen:?}");
+    let (status, _) = status_and_messages(&conn, run.id()).await;
+    assert_eq!(
+        status,
+        RunStatus::Processing.code(),
+        "visible while the run is still processing"
+    );
+    run.success().await.unwrap();
+}
+
+pub(crate) async fn details_keep_their_order_across_handles(db: TestDb) {
+    let logger = db.logger().await;
+    let run = logger.start("OrderJob").await.unwrap();
+    let per_task = 2_000;
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let h = run.handle();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_task {
+                h.detail(format!("{t}:{i}"));
+                if i % 500 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    run.detail("last");
+    let id = run.id();
+    run.success().await.unwrap();
+    let details = logger.details(id, None, 10_000).await.unwrap();
+    assert_eq!(details.len(), 1 + 4 * per_task + 1);
+    assert_eq!(details.last().unwrap().message, "last");
+    let mut next = [0usize; 4];
+    for d in &details[1..details.len() - 1] {
+        let (t, i) = d.message.split_once(':').unwrap();
+        let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
+        assert_eq!(i, next[t], "task {t}'s details out of order");
+        next[t] += 1;
+    }
+    assert!(details.windows(2).all(|w| w[0].id < w[1].id));
+}
+
+pub(crate) async fn queue_overflow_is_counted_not_blocking(db: TestDb) {
+    let logger = db.logger_with(JobLogger::builder().queue_capacity(10)).await;
+    let run = logger.start("FloodJob").await.unwrap();
+    // No await in the loop: on this runtime the writer may drain concurrently, or not.
+    let started = std::time::Instant::now();
+    for i in 0..5_000 {
+        run.detail(format!("line {i}"));
+    }
+    let elapsed = started.elapsed();
+    let id = run.id();
+    run.success().await.unwrap();
+    let details = logger.details(id, None, 10_000).await.unwrap();
+    let written = details.iter().filter(|d| d.message.starts_with("line ")).count();
+    let report = details
+        .iter()
+        .find(|d| d.level == Level::Warn)
+        .expect("a warn detail reports the loss");
+    let lost: usize = report.message.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(report.message.contains("capacity 10"), "{}", report.message);
+    assert_eq!(written + lost, 5_000, "every line is written or counted as lost");
+    assert!(lost > 0, "a 10-slot queue overflowed");
+    eprintln!(
+        "5000 details with a 10-slot queue: {written} written, {lost} counted lost, {elapsed:?} at the call sites"
+    );
+}
+
+pub(crate) async fn database_outage_never_blocks_and_recovers(db: TestDb) {
+    let logger = db.logger().await;
+    let conn = db.fresh().await;
+    let mut run = logger.start("OutageJob").await.unwrap();
+    run.processing().await.unwrap();
+    run.detail("before the outage");
+    logger.flush().await.unwrap();
+    // The details table disappears: every write of the writer fails.
+    exec(
+        &conn,
+        "ALTER TABLE job_log_details RENAME TO job_log_details_away",
+    )
+    .await;
+    let t = std::time::Instant::now();
+    run.detail("during the outage");
+    run.warn("still going");
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "detail() waited on the database"
+    );
+    let id = run.id();
+    let err = run
+        .success()
+        .await
+        .expect_err("success() reports that logs are not durable");
+    assert!(matches!(err, joblog::Error::Write(_)), "{err}");
+    assert!(logger.flush().await.is_err(), "flush() reports it too");
+    // The database comes back: the writer's retries make everything durable, in order.
+    exec(
+        &conn,
+        "ALTER TABLE job_log_details_away RENAME TO job_log_details",
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match logger.flush().await {
+            Ok(()) => break,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("waiting for recovery: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the writer never recovered: {e}"),
+        }
+    }
+    let (status, details) = status_and_messages(&db.fresh().await, id).await;
+    assert_eq!(status, RunStatus::Success.code());
+    let messages: Vec<&str> = details.iter().map(|d| d.1.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "Job started - OutageJob",
+            "before the outage",
+            "during the outage",
+            "still going"
+        ]
+    );
+}
+
+// ---- naming ------------------------------------------------------------------------------
+
+pub(crate) async fn fifty_concurrent_starts_get_distinct_names(db: TestDb) {
+    let logger = db.logger_with(JobLogger::builder().max_connections(10)).await;
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let l = logger.clone();
+        tasks.push(tokio::spawn(async move {
+            let run = l.start("BurstJob").await.unwrap();
+            let name = run.name().to_owned();
+            run.success().await.unwrap();
+            name
+        }));
+    }
+    let mut names = Vec::new();
+    for t in tasks {
+        names.push(t.await.unwrap());
+    }
+    let distinct: HashSet<&String> = names.iter().collect();
+    assert_eq!(distinct.len(), 50, "{names:?}");
+    let collided = names.iter().filter(|n| n.len() > 15).count();
+    eprintln!("50 concurrent starts: {collided} took a _n suffix");
+    for n in &names {
+        let (base, suffix) = n.split_at(15);
+        assert!(suffix.is_empty() || suffix[1..].parse::<u32>().is_ok(), "{n}");
+        assert!(base.chars().all(|c| c.is_ascii_digit() || c == '_'));
+    }
+}
+
+pub(crate) async fn names_follow_the_configured_timezone(db: TestDb) {
+    let tz: joblog::Tz = "Asia/Kolkata".parse().unwrap();
+    let logger = db.logger_with(JobLogger::builder().timezone(tz)).await;
+    let run = logger.start("TzJob").await.unwrap();
+    let rec = logger.get_run(run.id()).await.unwrap().unwrap();
+    let expected = rec
+        .created_at
+        .with_timezone(&tz)
+        .format("%Y%m%d_%H%M%S")
+        .to_string();
+    assert_eq!(&run.name()[..15], expected);
+    run.success().await.unwrap();
+}
+
+pub(crate) async fn two_processes_start_in_the_same_second(db: TestDb) {
+    if one_process_only(&db) {
+        return;
+    }
+    let _logger = db.logger().await;
+    let child = child_binary();
+    // Both processes start at the same instant: 300 ms into a whole second two seconds from now.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let at_ms = (now_ms / 1000 + 2) * 1000 + 300;
+    let spawn = || {
+        tokio::process::Command::new(&child)
+            .args(["starts", &db.url, "25", &at_ms.to_string()])
+            .output()
+    };
+    let (a, b) = tokio::join!(spawn(), spawn());
+    let mut names = Vec::new();
+    for out in [a.unwrap(), b.unwrap()] {
+        assert!(
+            out.status.success(),
+            "child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            names.push(line.split_once(' ').unwrap().1.to_owned());
+        }
+    }
+    assert_eq!(names.len(), 50);
+    let distinct: HashSet<&String> = names.iter().collect();
+    assert_eq!(distinct.len(), 50, "{names:?}");
+    let bases: HashSet<&str> = names.iter().map(|n| &n[..15]).collect();
+    assert_eq!(bases.len(), 1, "all 50 started in the same second: {names:?}");
+    let suffixes: HashSet<String> = names.iter().map(|n| n[15..].to_owned()).collect();
+    let expected: HashSet<String> = std::iter::once(String::new())
+        .chain((1..50).map(|i| format!("_{i}")))
+        .collect();
+    assert_eq!(suffixes, expected, "names are base, base_1 … base_49");
+}
+
+// ---- heartbeats, reaper, retention -------------------------------------------------------
+
+pub(crate) async fn heartbeats_and_reaper(db: TestDb) {
+    let alive = db
+        .logger_with(JobLogger::builder().heartbeat_interval(Duration::from_millis(50)))
+        .await;
+    let mut run = alive.start("LongJob").await.unwrap();
+    run.processing().await.unwrap();
+    let first = alive
+        .get_run(run.id())
+        .await
+        .unwrap()
+        .unwrap()
+        .heartbeat_at
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later = alive
+        .get_run(run.id())
+        .await
+        .unwrap()
+        .unwrap()
+        .heartbeat_at
+        .unwrap();
+    assert!(later > first, "heartbeat refreshed while the run lives");
+
+    // A run whose process is gone: its guard is forgotten and its logger dropped.
+    let dead_logger = db.logger().await;
+    let mut dead = dead_logger.start("LongJob").await.unwrap();
+    dead.processing().await.unwrap();
+    let dead_id = dead.id();
+    std::mem::forget(dead);
+    drop(dead_logger);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let reaper = db.logger().await;
+    // The live run (heartbeat every 50 ms) is not stale at 250 ms; the dead one is.
+    let reaped = reaper.reap_stale(Duration::from_millis(250)).await.unwrap();
+    assert_eq!(reaped, vec![dead_id]);
+    let rec = reaper.get_run(dead_id).await.unwrap().unwrap();
+    assert_eq!(rec.status, RunStatus::Error);
+    assert!(rec.finished_at.is_some());
+    let (_, details) = status_and_messages(&db.fresh().await, dead_id).await;
+    assert!(details.last().unwrap().1.starts_with("abandoned"), "{details:?}");
+    assert_eq!(details.last().unwrap().0, "error");
+    // Reaping again changes nothing; a logger never reaps its own live runs.
+    assert!(
+        reaper
+            .reap_stale(Duration::from_millis(250))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(alive.reap_stale(Duration::ZERO).await.unwrap().is_empty());
+    run.success().await.unwrap();
+}
+
+pub(crate) async fn killed_process_run_is_reaped(db: TestDb) {
+    if one_process_only(&db) {
+        return;
+    }
+    let logger = db.logger().await;
+    let mut child = tokio::process::Command::new(child_binary())
+        .args(["hang", &db.url])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line)
+        .await
+        .unwrap();
+    let id: i64 = line.trim().parse().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        logger
+            .reap_stale(Duration::from_secs(2))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a live child is not reaped"
+    );
+    child.kill().await.unwrap(); // SIGKILL: no destructor, no flush
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(logger.reap_stale(Duration::from_secs(2)).await.unwrap(), vec![id]);
+    let (status, details) = status_and_messages(&db.fresh().await, id).await;
+    assert_eq!(status, RunStatus::Error.code());
+    assert_eq!(details[1].1, "working forever");
+    assert!(details.last().unwrap().1.starts_with("abandoned"));
+}
+
+pub(crate) async fn prune_by_age_and_keep_last(db: TestDb) {
+    let logger = db.logger().await;
+    let conn = db.fresh().await;
+    let mut ids = Vec::new();
+    for (job, n) in [("A", 6), ("B", 3)] {
+        for i in 0..n {
+            let run = logger.start(job).await.unwrap();
+            for d in 0..30 {
+                run.detail(format!("{job}{i} detail {d}"));
+            }
+            ids.push((job, run.id()));
+            run.success().await.unwrap();
+        }
+    }
+    let mut open = logger.start("A").await.unwrap();
+    open.processing().await.unwrap();
+    // The two oldest runs of A are 40 days old, and so is the open run.
+    let old: Vec<String> = ids
+        .iter()
+        .filter(|(j, _)| *j == "A")
+        .take(2)
+        .map(|(_, id)| id.to_string())
+        .collect();
+    exec(
+        &conn,
+        &format!(
+            "UPDATE job_logs SET created_at = '2000-01-01 00:00:00' WHERE id IN ({}, {})",
+            old.join(", "),
+            open.id()
+        ),
+    )
+    .await;
+    if db.backend == Backend::SqliteFile || db.backend == Backend::SqliteMemory {
+        // SQLite keeps timestamps as RFC 3339 text; write the same shape.
+        exec(&conn, "UPDATE job_logs SET created_at = '2000-01-01T00:00:00+00:00' WHERE created_at = '2000-01-01 00:00:00'").await;
+    }
+    let stats = logger
+        .prune(&PruneOptions {
+            older_than: Some(Duration::from_secs(30 * 86_400)),
+            keep_last: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (stats.runs, stats.details),
+        (2, 2 * 31),
+        "two runs, each with its started line and 30 details"
+    );
+    let stats = logger
+        .prune(&PruneOptions {
+            older_than: None,
+            keep_last: Some(2),
+        })
+        .await
+        .unwrap();
+    // A: 4 finished left + 1 open (newest) → keep the 2 newest (open + 1 finished), prune 3; B: prune 1.
+    assert_eq!(stats.runs, 4);
+    let left: Vec<(String, i16)> = rows(&conn, "SELECT job, status FROM job_logs ORDER BY id")
+        .await
+        .iter()
+        .map(|r| (r.try_get_by_index(0).unwrap(), r.try_get_by_index(1).unwrap()))
+        .collect();
+    assert_eq!(
+        left,
+        [("A".into(), 2), ("B".into(), 2), ("B".into(), 2), ("A".into(), 1)]
+    );
+    let orphans = rows(
+        &conn,
+        "SELECT COUNT(*) FROM job_log_details WHERE job_log_id NOT IN (SELECT id FROM job_logs)",
+    )
+    .await;
+    assert_eq!(orphans[0].try_get_by_index::<i64>(0).unwrap(), 0);
+    open.success().await.unwrap();
+}
+
+// ---- query side --------------------------------------------------------------------------
+
+pub(crate) async fn list_runs_filters_and_keyset_pages(db: TestDb) {
+    let logger = db.logger().await;
+    let empty = logger
+        .list_runs(&RunFilter::default(), Cursor::First, 25)
+        .await
+        .unwrap();
+    assert!(empty.runs.is_empty() && empty.newer.is_none() && empty.older.is_none());
+    let mut all = Vec::new();
+    for i in 0..60 {
+        let job = if i % 3 == 0 { "Export" } else { "Import" };
+        let run = logger.start(job).await.unwrap();
+        run.detail(if i == 17 {
+            "found 100% of ORDERS_x"
+        } else {
+            "nothing special"
+        });
+        all.push(run.id());
+        if i % 4 == 0 {
+            run.error(&"failed").await.unwrap();
+        } else {
+            run.success().await.unwrap();
+        }
+    }
+    all.reverse(); // newest first
+    let f = RunFilter::default();
+    let p1 = logger.list_runs(&f, Cursor::First, 25).await.unwrap();
+    assert_eq!(p1.runs.iter().map(|r| r.run.id).collect::<Vec<_>>(), all[..25]);
+    assert_eq!(p1.newer, None);
+    let p2 = logger.list_runs(&f, p1.older.unwrap(), 25).await.unwrap();
+    assert_eq!(p2.runs.iter().map(|r| r.run.id).collect::<Vec<_>>(), all[25..50]);
+    let p3 = logger.list_runs(&f, p2.older.unwrap(), 25).await.unwrap();
+    assert_eq!(p3.runs.iter().map(|r| r.run.id).collect::<Vec<_>>(), all[50..]);
+    assert_eq!(p3.older, None, "the last page has no older page");
+    // Back again with the newer cursors.
+    let back = logger.list_runs(&f, p3.newer.unwrap(), 25).await.unwrap();
+    assert_eq!(
+        back.runs.iter().map(|r| r.run.id).collect::<Vec<_>>(),
+        all[25..50]
+    );
+    let back = logger.list_runs(&f, back.newer.unwrap(), 25).await.unwrap();
+    assert_eq!(back.runs.iter().map(|r| r.run.id).collect::<Vec<_>>(), all[..25]);
+    assert_eq!(back.newer, None);
+    // Filters.
+    let errors = logger
+        .list_runs(
+            &RunFilter {
+                status: Some(RunStatus::Error),
+                ..Default::default()
+            },
+            Cursor::First,
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(errors.runs.len(), 15);
+    assert!(
+        errors
+            .runs
+            .iter()
+            .all(|r| r.run.status == RunStatus::Error && r.last_detail.as_ref().unwrap().message == "failed")
+    );
+    let exports = RunFilter {
+        job: Some("Export".into()),
+        status: Some(RunStatus::Success),
+        ..Default::default()
+    };
+    let page = logger.list_runs(&exports, Cursor::First, 100).await.unwrap();
+    assert_eq!(page.runs.len(), 15); // i % 3 == 0 (20 runs), less i % 12 == 0 (5 errors)
+    let text = RunFilter {
+        text: Some("100% of orders_".into()),
+        ..Default::default()
+    };
+    let found = logger.list_runs(&text, Cursor::First, 100).await.unwrap();
+    assert_eq!(
+        found.runs.len(),
+        1,
+        "case-insensitive, with % and _ taken literally"
+    );
+    assert_eq!(found.runs[0].run.id, all[59 - 17]);
+    let wildcard = RunFilter {
+        text: Some("%".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        logger
+            .list_runs(&wildcard, Cursor::First, 100)
+            .await
+            .unwrap()
+            .runs
+            .len(),
+        1
+    );
+    // Counts stop at the cap.
+    assert_eq!(
+        logger.count_runs(&f, 1000).await.unwrap(),
+        joblog::CappedCount {
+            count: 60,
+            capped: false
+        }
+    );
+    assert_eq!(
+        logger.count_runs(&f, 50).await.unwrap(),
+        joblog::CappedCount {
+            count: 50,
+            capped: true
+        }
+    );
+    assert_eq!(logger.count_runs(&text, 10).await.unwrap().count, 1);
+    // Page size is clamped.
+    assert_eq!(
+        logger.list_runs(&f, Cursor::First, 0).await.unwrap().runs.len(),
+        1
+    );
+}
+
+pub(crate) async fn count_details_tail_and_job_summaries(db: TestDb) {
+    let logger = db.logger().await;
+    let mut run = logger.start("TailJob").await.unwrap();
+    run.processing().await.unwrap();
+    for i in 0..10 {
+        run.detail(format!("line {i}"));
+    }
+    logger.flush().await.unwrap();
+    let first = logger.details(run.id(), None, 4).await.unwrap();
+    assert_eq!(first.len(), 4);
+    let rest = logger.details(run.id(), Some(first[3].id), 100).await.unwrap();
+    assert_eq!(rest.len(), 7);
+    assert_eq!(rest[0].message, "line 3");
+    assert!(
+        logger
+            .details(run.id(), Some(rest[6].id), 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the tail is empty until new lines come"
+    );
+    run.detail("new line");
+    logger.flush().await.unwrap();
+    let tail = logger.details(run.id(), Some(rest[6].id), 100).await.unwrap();
+    assert_eq!(
+        tail.iter().map(|d| d.message.as_str()).collect::<Vec<_>>(),
+        ["new line"]
+    );
+    assert_eq!(logger.detail_count(run.id()).await.unwrap(), 12);
+    run.success().await.unwrap();
+
+    for i in 0..4 {
+        let mut r = logger.start("Nightly").await.unwrap();
+        r.processing().await.unwrap();
+        if i == 3 {
+            r.error(&"broken").await.unwrap();
+        } else {
+            r.success().await.unwrap();
+        }
+    }
+    let conn = db.fresh().await;
+    // Give the three successful Nightly runs known durations: 10 s, 20 s, 30 s.
+    let ids: Vec<i64> = rows(
+        &conn,
+        "SELECT id FROM job_logs WHERE job = 'Nightly' AND status = 2 ORDER BY id",
+    )
+    .await
+    .iter()
+    .map(|r| r.try_get_by_index(0).unwrap())
+    .collect();
+    let ts = |s: u32| {
+        if matches!(db.backend, Backend::SqliteFile | Backend::SqliteMemory) {
+            format!("'2026-01-01T00:00:{s:02}+00:00'")
+        } else {
+            format!("'2026-01-01 00:00:{s:02}'")
+        }
+    };
+    for (i, id) in ids.iter().enumerate() {
+        let secs = 10 * (i as u32 + 1);
+        exec(
+            &conn,
+            &format!(
+                "UPDATE job_logs SET started_at = {}, finished_at = {} WHERE id = {id}",
+                ts(0),
+                ts(secs)
+            ),
+        )
+        .await;
+    }
+    let summaries = logger.job_summaries().await.unwrap();
+    assert_eq!(
+        summaries.iter().map(|s| s.job.as_str()).collect::<Vec<_>>(),
+        ["Nightly", "TailJob"]
+    );
+    let nightly = &summaries[0];
+    assert_eq!(
+        (
+            nightly.counts.success,
+            nightly.counts.error,
+            nightly.counts.total()
+        ),
+        (3, 1, 4)
+    );
+    assert_eq!(nightly.last_run.as_ref().unwrap().status, RunStatus::Error);
+    assert_eq!(nightly.last_success.as_ref().unwrap().id, *ids.last().unwrap());
+    assert_eq!(nightly.p50, Some(Duration::from_secs(20)));
+    assert_eq!(nightly.p95, Some(Duration::from_secs(30)));
+    assert_eq!(logger.jobs().await.unwrap(), ["Nightly", "TailJob"]);
+}
+
+pub(crate) async fn shares_a_host_connection(db: TestDb) {
+    // A host application hands joblog its own connection.
+    let host_conn = db.fresh().await;
+    let logger = JobLogger::new(host_conn.clone());
+    logger.migrate().await.unwrap();
+    let run = logger.start("HostJob").await.unwrap();
+    let id = run.id();
+    run.success().await.unwrap();
+    let (status, _) = status_and_messages(&host_conn, id).await;
+    assert_eq!(status, RunStatus::Success.code());
+    assert_eq!(
+        logger.db().get_database_backend(),
+        host_conn.get_database_backend()
+    );
+    let _ = DbBackend::Sqlite;
+}

@@ -1,0 +1,31 @@
+//! joblog's integration suite: every case runs on SQLite (file and memory), PostgreSQL
+//! and MySQL/MariaDB, each on a fresh database, re-reading through fresh connections.
+
+mod cases;
+mod common;
+
+common::backend_tests!(
+    migrate_is_idempotent_beside_a_host_migrator,
+    schema_has_the_documented_constraints,
+    lifecycle_new_processing_success,
+    error_records_the_cause_chain,
+    invalid_transitions_are_errors,
+    dropped_guard_is_marked_error,
+    panic_inside_run_is_recorded_with_message,
+    panic_with_a_bare_guard_is_recorded,
+    cancelled_task_is_recorded,
+    run_closure_results_are_recorded,
+    details_are_visible_while_the_run_goes_on,
+    details_keep_their_order_across_handles,
+    queue_overflow_is_counted_not_blocking,
+    database_outage_never_blocks_and_recovers,
+    fifty_concurrent_starts_get_distinct_names,
+    names_follow_the_configured_timezone,
+    two_processes_start_in_the_same_second,
+    heartbeats_and_reaper,
+    killed_process_run_is_reaped,
+    prune_by_age_and_keep_last,
+    list_runs_filters_and_keyset_pages,
+    count_details_tail_and_job_summaries,
+    shares_a_host_connection,
+);

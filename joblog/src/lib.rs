@@ -30,6 +30,8 @@ mod query;
 mod run;
 mod sql;
 mod status;
+#[cfg(feature = "tracing")]
+mod tracing_layer;
 mod writer;
 
 pub use chrono_tz::Tz;
@@ -43,3 +45,5 @@ pub use query::{
 pub use run::{ErrorChain, JobRun, RunHandle};
 pub use sea_orm::DatabaseConnection;
 pub use status::{Level, ParseError, RunStatus};
+#[cfg(feature = "tracing")]
+pub use tracing_layer::JobLogLayer;

@@ -1130,3 +1130,35 @@ pub(crate) async fn shares_a_host_connection(db: TestDb) {
     );
     let _ = DbBackend::Sqlite;
 }
+
+pub(crate) async fn tracing_events_become_details(db: TestDb) {
+    use tracing::Instrument;
+    use tracing_subscriber::layer::SubscriberExt;
+    let logger = db.logger().await;
+    let subscriber = tracing_subscriber::registry().with(logger.tracing_layer());
+    let _default = tracing::subscriber::set_default(subscriber);
+    tracing::info!("outside any run: not recorded");
+    let run = logger.start("TracedJob").await.unwrap();
+    async {
+        tracing::info!(rows = 3, "fetched");
+        tracing::debug!("too fine: not recorded");
+        let inner = tracing::info_span!("batch", n = 1);
+        async { tracing::error!(code = "E42", "batch failed") }
+            .instrument(inner)
+            .await;
+    }
+    .instrument(run.span())
+    .await;
+    let id = run.id();
+    run.success().await.unwrap();
+    let details = logger.details(id, None, 10).await.unwrap();
+    let got: Vec<(Level, &str)> = details.iter().map(|d| (d.level, d.message.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (Level::Info, "Job started - TracedJob"),
+            (Level::Info, "fetched rows=3"),
+            (Level::Error, "batch failed code=E42"),
+        ]
+    );
+}

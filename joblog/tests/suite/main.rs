@@ -28,4 +28,5 @@ common::backend_tests!(
     list_runs_filters_and_keyset_pages,
     count_details_tail_and_job_summaries,
     shares_a_host_connection,
+    tracing_events_become_details,
 );

@@ -32,6 +32,21 @@ pub(crate) struct LoggerInner {
     pub(crate) shared: Arc<WriterShared>,
     pub(crate) timezone: Tz,
     pub(crate) host: String,
+    pub(crate) durability_timeout: Duration,
+}
+
+impl LoggerInner {
+    /// Waits for the writer's answer, at most `durability_timeout`.
+    pub(crate) async fn wait_durable(&self, done: oneshot::Receiver<Result<()>>) -> Result<()> {
+        match tokio::time::timeout(self.durability_timeout, done).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::WriterStopped),
+            Err(_) => Err(Error::Write(format!(
+                "not durable after {:?}; the writes stay queued and are retried",
+                self.durability_timeout
+            ))),
+        }
+    }
 }
 
 /// Settings of a [`JobLogger`]; finish with [`connect`](Self::connect) or
@@ -43,6 +58,7 @@ pub struct JobLoggerBuilder {
     heartbeat_interval: Duration,
     host: Option<String>,
     max_connections: u32,
+    durability_timeout: Duration,
 }
 
 impl Default for JobLoggerBuilder {
@@ -53,6 +69,7 @@ impl Default for JobLoggerBuilder {
             heartbeat_interval: Duration::from_secs(15),
             host: None,
             max_connections: 8,
+            durability_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -90,6 +107,14 @@ impl JobLoggerBuilder {
         self
     }
 
+    /// Longest wait of `success()`, `error()` and `flush()` for their writes to become
+    /// durable (default 10 s). Past it they return an error; the writes stay queued and
+    /// are retried, so a slow or failing log database never holds a job for long.
+    pub fn durability_timeout(mut self, timeout: Duration) -> Self {
+        self.durability_timeout = timeout;
+        self
+    }
+
     /// Opens the database at `url` (`sqlite://file.db?mode=rwc`, `sqlite::memory:`,
     /// `postgres://…`, `mysql://…`) and builds the logger. SQLite files are put in WAL
     /// mode with a busy timeout, so the writer and readers do not block each other.
@@ -118,6 +143,7 @@ impl JobLoggerBuilder {
                 shared,
                 timezone: self.timezone,
                 host,
+                durability_timeout: self.durability_timeout,
             }),
         }
     }
@@ -127,7 +153,10 @@ impl JobLoggerBuilder {
 /// WAL + busy timeout for SQLite files.
 fn connect_options(url: &str, max_connections: u32) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url.to_owned());
-    opts.sqlx_logging(false);
+    // A database that is down fails a statement after 10 s instead of sqlx's 30 s.
+    opts.sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10));
     let is_sqlite = url.starts_with("sqlite:");
     let in_memory = is_sqlite && (url.contains(":memory:") || url.contains("mode=memory"));
     opts.max_connections(if in_memory { 1 } else { max_connections });
@@ -280,7 +309,24 @@ impl JobLogger {
             .tx
             .send(Command::Flush(ack))
             .map_err(|_| Error::WriterStopped)?;
-        done.await.map_err(|_| Error::WriterStopped)?
+        self.inner.wait_durable(done).await
+    }
+
+    /// Spawns a task that calls [`reap_stale`](Self::reap_stale) now and then every
+    /// `every`, for as long as the returned handle is not aborted. Failures are reported
+    /// through `tracing` and retried at the next tick.
+    pub fn spawn_reaper(&self, every: Duration, stale_after: Duration) -> tokio::task::JoinHandle<()> {
+        let logger = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = logger.reap_stale(stale_after).await {
+                    tracing::warn!(error = %e, "joblog: reaping abandoned runs failed");
+                }
+            }
+        })
     }
 
     /// Details waiting in the queue right now (for monitoring).
@@ -289,10 +335,6 @@ impl JobLogger {
             .shared
             .queued
             .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub(crate) fn send(&self, cmd: Command) -> Result<()> {
-        self.inner.tx.send(cmd).map_err(|_| Error::WriterStopped)
     }
 }
 

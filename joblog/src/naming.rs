@@ -1,7 +1,9 @@
 //! Unique timestamp names for runs: `YYYYMMDD_HHMMSS`, then `_1`, `_2`, … when taken.
 //!
 //! Race-free across tasks, processes and hosts: the UNIQUE index on `job_logs.name`
-//! decides, and a loser looks up the highest suffix in use and tries the next one.
+//! decides, and a loser looks up the first free suffix after the one it lost and tries it.
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -34,12 +36,14 @@ pub(crate) async fn insert_run(
     run: &NewRun<'_>,
 ) -> Result<(i64, String)> {
     let mut name = base.to_owned();
+    let mut suffix = 0;
     for _ in 0..MAX_ATTEMPTS {
         match insert_with_name(db, &name, run).await {
             Ok(id) => return Ok((id, name)),
             Err(Error::Db(e)) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                let next = highest_suffix(db, base).await?.map_or(1, |n| n + 1);
-                name = format!("{base}_{next}");
+                // Lost the race for `name`: everything up to it is taken, look beyond.
+                suffix = first_free_suffix(db, base, suffix + 1).await?;
+                name = format!("{base}_{suffix}");
             }
             Err(e) => return Err(e),
         }
@@ -82,25 +86,41 @@ async fn insert_with_name(db: &impl ConnectionTrait, name: &str, run: &NewRun<'_
     Ok(row.try_get_by_index(0)?)
 }
 
-/// The highest `_n` in use for `base` (`Some(0)` when only `base` itself is taken).
-async fn highest_suffix(db: &impl ConnectionTrait, base: &str) -> Result<Option<u64>> {
-    // Every name with this prefix sorts in [base, base + "~"): digits and '_' sort below '~'.
-    let mut q = Sql::new(
-        db.get_database_backend(),
-        "SELECT name FROM job_logs WHERE name >= ",
-    );
-    q.bind(base).push(" AND name < ").bind(format!("{base}~"));
-    let mut highest = None;
-    for row in q.all(db).await? {
-        let name: String = row.try_get_by_index(0)?;
-        let suffix = match name.strip_prefix(base) {
-            Some("") => Some(0),
-            Some(rest) => rest.strip_prefix('_').and_then(|n| n.parse::<u64>().ok()),
-            None => None,
-        };
-        highest = highest.max(suffix);
+/// The first `_n` (from `from` on) not yet taken for `base`.
+///
+/// Looks names up by equality in blocks of 64 rather than by a range or `LIKE` scan:
+/// equality uses the unique index under every backend's collation (a range over
+/// punctuation would not be reliable under, say, PostgreSQL's `en_US` collation).
+async fn first_free_suffix(db: &impl ConnectionTrait, base: &str, from: u64) -> Result<u64> {
+    const BLOCK: u64 = 64;
+    let mut start = from.max(1);
+    loop {
+        let names: Vec<String> = (start..start + BLOCK).map(|n| format!("{base}_{n}")).collect();
+        let mut q = Sql::new(
+            db.get_database_backend(),
+            "SELECT name FROM job_logs WHERE name IN (",
+        );
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.bind(name.as_str());
+        }
+        q.push(")");
+        let taken: HashSet<String> = q
+            .all(db)
+            .await?
+            .iter()
+            .map(|row| row.try_get_by_index(0))
+            .collect::<Result<_, _>>()?;
+        if let Some(free) = (start..start + BLOCK)
+            .zip(&names)
+            .find(|(_, name)| !taken.contains(*name))
+        {
+            return Ok(free.0);
+        }
+        start += BLOCK;
     }
-    Ok(highest)
 }
 
 #[cfg(test)]

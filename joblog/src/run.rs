@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::oneshot;
 
-use crate::logger::{JobLogger, LoggerInner};
+use crate::logger::LoggerInner;
 use crate::sql::{Sql, now};
 use crate::writer::{Command, DetailRow, FinishRow};
 use crate::{Error, Level, Result, RunStatus};
@@ -53,14 +53,14 @@ impl RunShared {
 pub(crate) enum DropReason {
     /// Dropped in the normal flow of the code: an early return or `?`.
     Dropped,
-    /// Dropped while [`JobLogger::run`] was awaiting the job: the task was cancelled.
+    /// Dropped while [`JobLogger::run`](crate::JobLogger::run) was awaiting the job: the task was cancelled.
     Cancelled,
 }
 
 /// A run in progress. Finish it with [`success`](Self::success) or
 /// [`error`](Self::error); if it is dropped unfinished — an early `?`, a panic, a
 /// cancelled task — the run is marked error with the reason, written by the background
-/// writer (durable after [`JobLogger::flush`]).
+/// writer (durable after [`JobLogger::flush`](crate::JobLogger::flush)).
 ///
 /// Bound to `_` (`let _ = logger.start(..)`) the guard is dropped at once, so the run
 /// ends as an error straight away and later details cannot be written through it: bind
@@ -214,11 +214,12 @@ impl JobRun {
         self.finished = true;
         let (ack, done) = oneshot::channel();
         let row = self.finish_row(status, error);
-        JobLogger {
-            inner: self.logger().clone(),
-        }
-        .send(Command::Finish(row, Some(ack)))?;
-        done.await.map_err(|_| Error::WriterStopped)?
+        let logger = self.logger().clone();
+        logger
+            .tx
+            .send(Command::Finish(row, Some(ack)))
+            .map_err(|_| Error::WriterStopped)?;
+        logger.wait_durable(done).await
     }
 
     fn finish_row(&self, status: RunStatus, error: Option<String>) -> FinishRow {

@@ -1162,3 +1162,76 @@ pub(crate) async fn tracing_events_become_details(db: TestDb) {
         ]
     );
 }
+
+pub(crate) async fn locked_database_is_waited_out_within_the_bound(db: TestDb) {
+    let logger = db
+        .logger_with(JobLogger::builder().durability_timeout(Duration::from_millis(300)))
+        .await;
+    let locker = db.fresh().await; // one connection: lock and unlock happen on it
+    let mut run = logger.start("LockedJob").await.unwrap();
+    run.processing().await.unwrap();
+    logger.flush().await.unwrap();
+    let (lock, unlock) = match db.backend {
+        Backend::Postgres => (
+            "BEGIN; LOCK TABLE job_log_details IN ACCESS EXCLUSIVE MODE",
+            "COMMIT",
+        ),
+        Backend::MySql => ("LOCK TABLES job_log_details WRITE", "UNLOCK TABLES"),
+        Backend::SqliteFile | Backend::SqliteMemory => ("BEGIN EXCLUSIVE", "COMMIT"),
+    };
+    for stmt in lock.split("; ") {
+        exec(&locker, stmt).await;
+    }
+    let t = std::time::Instant::now();
+    run.detail("while locked");
+    let id = run.id();
+    let err = run
+        .success()
+        .await
+        .expect_err("not durable while the table is locked");
+    assert!(matches!(err, joblog::Error::Write(_)), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "success() waited {:?} despite a 300 ms bound",
+        t.elapsed()
+    );
+    exec(&locker, unlock).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while let Err(e) = logger.flush().await {
+        assert!(std::time::Instant::now() < deadline, "never recovered: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, details) = status_and_messages(&db.fresh().await, id).await;
+    assert_eq!(status, RunStatus::Success.code());
+    assert_eq!(details.last().unwrap().1, "while locked");
+}
+
+pub(crate) async fn a_taken_name_gets_the_first_free_suffix(db: TestDb) {
+    let logger = db.logger().await;
+    let conn = db.fresh().await;
+    // Take base, _1 and _3 of the next few seconds, so whichever second start() lands
+    // in, it finds base and _1 taken and _2 free.
+    let now = chrono::Utc::now();
+    let ts = if matches!(db.backend, Backend::SqliteFile | Backend::SqliteMemory) {
+        "'2026-01-01T00:00:00+00:00'"
+    } else {
+        "'2026-01-01 00:00:00'"
+    };
+    for s in 0..4 {
+        let base = (now + chrono::Duration::seconds(s))
+            .format("%Y%m%d_%H%M%S")
+            .to_string();
+        for name in [base.clone(), format!("{base}_1"), format!("{base}_3")] {
+            exec(
+                &conn,
+                &format!(
+                    "INSERT INTO job_logs (name, job, status, created_at, updated_at) VALUES ('{name}', 'Taken', 2, {ts}, {ts})"
+                ),
+            )
+            .await;
+        }
+    }
+    let run = logger.start("Job").await.unwrap();
+    assert!(run.name().ends_with("_2"), "{}", run.name());
+    run.success().await.unwrap();
+}

@@ -29,4 +29,6 @@ common::backend_tests!(
     count_details_tail_and_job_summaries,
     shares_a_host_connection,
     tracing_events_become_details,
+    locked_database_is_waited_out_within_the_bound,
+    a_taken_name_gets_the_first_free_suffix,
 );

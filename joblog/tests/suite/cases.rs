@@ -1235,3 +1235,46 @@ pub(crate) async fn a_taken_name_gets_the_first_free_suffix(db: TestDb) {
     assert!(run.name().ends_with("_2"), "{}", run.name());
     run.success().await.unwrap();
 }
+
+pub(crate) async fn dropped_connections_are_survived(db: TestDb) {
+    let kill_all = match db.backend {
+        Backend::Postgres => {
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        }
+        Backend::MySql => "",
+        Backend::SqliteFile | Backend::SqliteMemory => {
+            eprintln!("not applicable to SQLite: there is no server connection to drop");
+            return;
+        }
+    };
+    let logger = db.logger().await;
+    let killer = db.fresh().await;
+    let mut run = logger.start("ConnectionLossJob").await.unwrap();
+    run.processing().await.unwrap();
+    run.detail("before");
+    logger.flush().await.unwrap();
+    let killed = if db.backend == Backend::MySql {
+        let ids = rows(
+            &killer,
+            "SELECT id FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()",
+        )
+        .await;
+        for r in &ids {
+            let id: i64 = r.try_get_by_index(0).unwrap();
+            exec(&killer, &format!("KILL {id}")).await;
+        }
+        ids.len()
+    } else {
+        rows(&killer, kill_all).await.len()
+    };
+    assert!(killed > 0, "the logger's connections were found and killed");
+    run.detail("after");
+    let id = run.id();
+    run.success().await.expect("the writer reconnects and retries");
+    let (status, details) = status_and_messages(&killer, id).await;
+    assert_eq!(status, RunStatus::Success.code());
+    let messages: Vec<&str> = details.iter().map(|d| d.1.as_str()).collect();
+    assert_eq!(messages, ["Job started - ConnectionLossJob", "before", "after"]);
+    // The query side reconnects too.
+    assert!(logger.get_run(id).await.unwrap().is_some());
+}

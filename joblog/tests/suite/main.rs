@@ -31,4 +31,5 @@ common::backend_tests!(
     tracing_events_become_details,
     locked_database_is_waited_out_within_the_bound,
     a_taken_name_gets_the_first_free_suffix,
+    dropped_connections_are_survived,
 );

@@ -23,6 +23,9 @@ pub enum Error {
         /// The status that was asked for.
         to: RunStatus,
     },
+    /// The run does not exist (any more): it was pruned or deleted.
+    #[error("run {0} does not exist")]
+    RunNotFound(i64),
     /// No free timestamp name was found after many attempts.
     #[error("could not find a free run name for {base} after {attempts} attempts")]
     NameExhausted {

@@ -209,10 +209,20 @@ impl JobLogger {
         match db.get_database_backend() {
             DbBackend::Postgres => {
                 let txn = db.begin().await?;
-                txn.execute_unprepared("SELECT pg_advisory_xact_lock(7411150263)")
-                    .await?;
-                JoblogMigrator::up(&txn, None).await?;
-                txn.commit().await?;
+                let result = match txn
+                    .execute_unprepared("SELECT pg_advisory_xact_lock(7411150263)")
+                    .await
+                {
+                    Ok(_) => JoblogMigrator::up(&txn, None).await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(()) => txn.commit().await?,
+                    Err(e) => {
+                        crate::writer::rollback(txn).await;
+                        return Err(e.into());
+                    }
+                }
             }
             DbBackend::MySql => {
                 // GET_LOCK is held by the session: run everything on one connection.

@@ -5,7 +5,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::sql::{Sql, now};
-use crate::writer::{DetailRow, insert_details};
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
+
+use crate::writer::{DetailRow, insert_details, rollback};
 use crate::{JobLogger, Level, Result, RunStatus};
 
 /// What [`JobLogger::prune`] removes. Only finished runs are ever pruned.
@@ -65,27 +67,13 @@ impl JobLogger {
                 pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
             );
             let txn = sea_orm::TransactionTrait::begin(db).await?;
-            let mut q = Sql::new(backend, "UPDATE job_logs SET status = ");
-            q.bind(RunStatus::Error.code())
-                .push(", finished_at = ")
-                .bind(at)
-                .push(", updated_at = ")
-                .bind(at)
-                .push(", started_at = COALESCE(started_at, created_at), error = ")
-                .bind(message.as_str())
-                .push(" WHERE id = ")
-                .bind(id)
-                .push(" AND status IN (0, 1) AND COALESCE(heartbeat_at, created_at) < ")
-                .bind(cutoff);
-            if q.execute(&txn).await? == 1 {
-                let detail = DetailRow {
-                    run_id: id,
-                    level: Level::Error,
-                    message,
-                    at,
-                };
-                insert_details(&txn, std::slice::from_ref(&detail)).await?;
-                reaped.push(id);
+            match end_abandoned(&txn, id, &message, at, cutoff).await {
+                Ok(true) => reaped.push(id),
+                Ok(false) => {}
+                Err(e) => {
+                    rollback(txn).await;
+                    return Err(e);
+                }
             }
             txn.commit().await?;
         }
@@ -169,4 +157,37 @@ impl JobLogger {
             stats.runs += q.execute(db).await?;
         }
     }
+}
+
+/// Ends one abandoned run with its error detail; `false` if it was no longer stale.
+async fn end_abandoned(
+    txn: &DatabaseTransaction,
+    id: i64,
+    message: &str,
+    at: DateTime<Utc>,
+    cutoff: DateTime<Utc>,
+) -> Result<bool> {
+    let mut q = Sql::new(txn.get_database_backend(), "UPDATE job_logs SET status = ");
+    q.bind(RunStatus::Error.code())
+        .push(", finished_at = ")
+        .bind(at)
+        .push(", updated_at = ")
+        .bind(at)
+        .push(", started_at = COALESCE(started_at, created_at), error = ")
+        .bind(message)
+        .push(" WHERE id = ")
+        .bind(id)
+        .push(" AND status IN (0, 1) AND COALESCE(heartbeat_at, created_at) < ")
+        .bind(cutoff);
+    if q.execute(txn).await? != 1 {
+        return Ok(false);
+    }
+    let detail = DetailRow {
+        run_id: id,
+        level: Level::Error,
+        message: message.to_owned(),
+        at,
+    };
+    insert_details(txn, std::slice::from_ref(&detail)).await?;
+    Ok(true)
 }

@@ -74,16 +74,19 @@ async fn insert_with_name(db: &impl ConnectionTrait, name: &str, run: &NewRun<'_
         .push(", ")
         .bind(run.at)
         .push(")");
-    if backend == DbBackend::MySql {
-        let res = db.execute_raw(q.build()).await?;
-        return Ok(i64::try_from(res.last_insert_id()).unwrap_or(i64::MAX));
+    if backend == DbBackend::Postgres {
+        // `all`, not `one`: it reads the response to the end, so an error raised after the
+        // row (at commit) is not missed.
+        q.push(" RETURNING id");
+        let rows = q.all(db).await?;
+        let row = rows.first().ok_or(Error::Db(sea_orm::DbErr::RecordNotInserted))?;
+        return Ok(row.try_get_by_index(0)?);
     }
-    q.push(" RETURNING id");
-    let row = q
-        .one(db)
-        .await?
-        .ok_or_else(|| Error::Db(sea_orm::DbErr::RecordNotInserted))?;
-    Ok(row.try_get_by_index(0)?)
+    // SQLite and MySQL: run the INSERT to completion, then read the new rowid. (With
+    // SQLite's RETURNING, the row arrives before the statement commits; a commit that then
+    // fails — a full disk — would leave an id that does not exist.)
+    let res = db.execute_raw(q.build()).await?;
+    i64::try_from(res.last_insert_id()).map_err(|_| Error::Db(sea_orm::DbErr::RecordNotInserted))
 }
 
 /// The first `_n` (from `from` on) not yet taken for `base`.

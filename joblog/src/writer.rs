@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, SqlErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, SqlErr, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -264,11 +264,13 @@ async fn write_with_retries(shared: &WriterShared, pending: &mut Pending) -> Res
 /// One transaction: every pending detail in order, then every pending status change.
 async fn write_once(shared: &WriterShared, pending: &mut Pending) -> Result<()> {
     let txn = shared.db.begin().await?;
-    insert_details(&txn, &pending.details).await?;
-    let mut outcomes = Vec::with_capacity(pending.finishes.len());
-    for (f, _) in &pending.finishes {
-        outcomes.push(apply_finish(&txn, f).await?);
-    }
+    let outcomes = match write_in(&txn, pending).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            rollback(txn).await;
+            return Err(e);
+        }
+    };
     txn.commit().await?;
 
     pending.details.clear();
@@ -276,13 +278,15 @@ async fn write_once(shared: &WriterShared, pending: &mut Pending) -> Result<()> 
     for ((f, ack), outcome) in pending.finishes.drain(..).zip(outcomes) {
         live.remove(&f.run_id);
         if let Some(ack) = ack {
-            let _ = ack.send(outcome.map_or(Ok(()), |from| {
-                Err(Error::InvalidTransition {
+            let _ = ack.send(match outcome {
+                Finished::Applied => Ok(()),
+                Finished::AlreadyEnded(from) => Err(Error::InvalidTransition {
                     run_id: f.run_id,
                     from,
                     to: f.status,
-                })
-            }));
+                }),
+                Finished::Missing => Err(Error::RunNotFound(f.run_id)),
+            });
         }
     }
     drop(live);
@@ -290,6 +294,24 @@ async fn write_once(shared: &WriterShared, pending: &mut Pending) -> Result<()> 
         let _ = ack.send(Ok(()));
     }
     Ok(())
+}
+
+async fn write_in(txn: &DatabaseTransaction, pending: &Pending) -> Result<Vec<Finished>> {
+    insert_details(txn, &pending.details).await?;
+    let mut outcomes = Vec::with_capacity(pending.finishes.len());
+    for (f, _) in &pending.finishes {
+        outcomes.push(apply_finish(txn, f).await?);
+    }
+    Ok(outcomes)
+}
+
+/// Rolls back at once rather than leaving it to `Drop`, which only queues the rollback
+/// until the connection is next used: meanwhile an idle pooled SQLite connection would
+/// keep the write lock and every other writer would wait out its busy timeout.
+pub(crate) async fn rollback(txn: DatabaseTransaction) {
+    if let Err(e) = txn.rollback().await {
+        tracing::warn!(error = %e, "joblog: rollback failed");
+    }
 }
 
 /// Multi-row inserts, each as large as the backend's bind limit allows.
@@ -318,8 +340,18 @@ pub(crate) async fn insert_details(db: &impl ConnectionTrait, details: &[DetailR
     Ok(())
 }
 
-/// Ends a run; `Some(current)` when it had already ended (nothing changed).
-async fn apply_finish(db: &impl ConnectionTrait, f: &FinishRow) -> Result<Option<RunStatus>> {
+/// What ending a run did.
+#[derive(Debug, Clone, Copy)]
+enum Finished {
+    Applied,
+    /// It had already ended (e.g. reaped as abandoned): nothing changed.
+    AlreadyEnded(RunStatus),
+    /// The run does not exist.
+    Missing,
+}
+
+/// Ends a run unless it has ended already.
+async fn apply_finish(db: &impl ConnectionTrait, f: &FinishRow) -> Result<Finished> {
     let backend = db.get_database_backend();
     let mut q = Sql::new(backend, "UPDATE job_logs SET status = ");
     q.bind(f.status.code())
@@ -333,15 +365,16 @@ async fn apply_finish(db: &impl ConnectionTrait, f: &FinishRow) -> Result<Option
         .bind(f.run_id)
         .push(" AND status IN (0, 1)");
     if q.execute(db).await? == 1 {
-        return Ok(None);
+        return Ok(Finished::Applied);
     }
     let mut q = Sql::new(backend, "SELECT status FROM job_logs WHERE id = ");
     q.bind(f.run_id);
-    let current = match q.one(db).await? {
-        Some(row) => RunStatus::from_code(row.try_get_by_index::<i16>(0)?).unwrap_or(RunStatus::Error),
-        None => RunStatus::Error,
-    };
-    Ok(Some(current))
+    Ok(match q.one(db).await? {
+        Some(row) => Finished::AlreadyEnded(
+            RunStatus::from_code(row.try_get_by_index::<i16>(0)?).unwrap_or(RunStatus::Error),
+        ),
+        None => Finished::Missing,
+    })
 }
 
 async fn drop_orphans(shared: &WriterShared, pending: &mut Pending) -> Result<()> {

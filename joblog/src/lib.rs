@@ -21,6 +21,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod db_error;
 mod error;
 mod logger;
 mod maintenance;

@@ -36,6 +36,18 @@ pub(crate) struct LoggerInner {
 }
 
 impl LoggerInner {
+    /// Runs a direct statement of a job's own path (`start()`, `processing()`) for at
+    /// most `durability_timeout`, so a database that hangs cannot hold the job longer.
+    pub(crate) async fn bounded<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
+        match tokio::time::timeout(self.durability_timeout, f).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Write(format!(
+                "the database did not answer within {:?}",
+                self.durability_timeout
+            ))),
+        }
+    }
+
     /// Waits for the writer's answer, at most `durability_timeout`.
     pub(crate) async fn wait_durable(&self, done: oneshot::Receiver<Result<()>>) -> Result<()> {
         match tokio::time::timeout(self.durability_timeout, done).await {
@@ -107,9 +119,9 @@ impl JobLoggerBuilder {
         self
     }
 
-    /// Longest wait of `success()`, `error()` and `flush()` for their writes to become
-    /// durable (default 10 s). Past it they return an error; the writes stay queued and
-    /// are retried, so a slow or failing log database never holds a job for long.
+    /// Longest wait of `start()`, `processing()`, `success()`, `error()` and `flush()`
+    /// for the database (default 10 s). Past it they return an error; queued writes stay
+    /// queued and are retried, so a slow or failing log database never holds a job for long.
     pub fn durability_timeout(mut self, timeout: Duration) -> Self {
         self.durability_timeout = timeout;
         self
@@ -133,7 +145,11 @@ impl JobLoggerBuilder {
             capacity: self.queue_capacity,
             live: Default::default(),
         });
-        tokio::spawn(writer::run(shared.clone(), rx, self.heartbeat_interval));
+        tokio::spawn(writer::run(shared.clone(), rx));
+        tokio::spawn(writer::heartbeat(
+            Arc::downgrade(&shared),
+            self.heartbeat_interval,
+        ));
         let host = self
             .host
             .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
@@ -164,6 +180,7 @@ fn connect_options(url: &str, max_connections: u32) -> ConnectOptions {
         // The single connection must never be closed, or the database is gone.
         opts.min_connections(1).idle_timeout(None).max_lifetime(None);
     }
+    #[cfg(feature = "sqlite")]
     if is_sqlite && !in_memory {
         opts.map_sqlx_sqlite_opts(|o| {
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
@@ -227,15 +244,45 @@ impl JobLogger {
             DbBackend::MySql => {
                 // GET_LOCK is held by the session: run everything on one connection.
                 let txn = db.begin().await?;
-                txn.execute_unprepared("SELECT GET_LOCK('joblog_migrate', 60)")
-                    .await?;
+                let got: Option<i64> = match txn
+                    .query_one_raw(sea_orm::Statement::from_string(
+                        DbBackend::MySql,
+                        "SELECT GET_LOCK('joblog_migrate', 60)",
+                    ))
+                    .await?
+                {
+                    Some(row) => row.try_get_by_index(0)?,
+                    None => None,
+                };
+                if got != Some(1) {
+                    crate::writer::rollback(txn).await;
+                    return Err(Error::Db(sea_orm::DbErr::Migration(
+                        "another process held the joblog_migrate lock for 60 s".into(),
+                    )));
+                }
                 let result = JoblogMigrator::up(&txn, None).await;
                 txn.execute_unprepared("SELECT RELEASE_LOCK('joblog_migrate')")
                     .await?;
                 txn.commit().await?;
                 result?;
             }
-            _ => JoblogMigrator::up(db, None).await?,
+            _ => {
+                // SQLite has no advisory lock: a second process migrating at the same time
+                // finds the tables made (IF NOT EXISTS) and loses the race for the history
+                // row; once the winner is done its retry sees nothing pending.
+                let mut attempt = 0;
+                loop {
+                    match JoblogMigrator::up(db, None).await {
+                        Ok(()) => break,
+                        Err(e) if attempt < 20 => {
+                            attempt += 1;
+                            tracing::debug!(error = %e, attempt, "joblog: migration raced, retrying");
+                            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -251,7 +298,7 @@ impl JobLogger {
             pid: i64::from(std::process::id()),
             at,
         };
-        let (id, name) = insert_run(self.db(), &base, &new).await?;
+        let (id, name) = self.inner.bounded(insert_run(self.db(), &base, &new)).await?;
         self.inner.shared.live().insert(id);
         let shared = Arc::new(RunShared::new(self.inner.clone(), id, name, job.to_owned()));
         shared.send_detail(Level::Info, format!("Job started - {job}"));

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::sql::{Sql, now};
+use crate::sql::{Sql, db_now_minus, now};
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 
 use crate::writer::{DetailRow, insert_details, rollback};
@@ -43,13 +43,14 @@ impl JobLogger {
         let db = self.db();
         let backend = db.get_database_backend();
         let at = now();
-        let cutoff = at - chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX);
+        // Heartbeats are written with the database's clock; the cutoff uses it too.
+        let cutoff = db_now_minus(backend, stale_after);
         let mut q = Sql::new(
             backend,
             "SELECT id, host, pid, COALESCE(heartbeat_at, created_at) FROM job_logs WHERE status IN (0, 1) \
              AND COALESCE(heartbeat_at, created_at) < ",
         );
-        q.bind(cutoff).push(" ORDER BY id LIMIT 10000");
+        q.push(&cutoff).push(" ORDER BY id LIMIT 10000");
         let rows = q.all(db).await?;
         let mut reaped = Vec::new();
         for row in rows {
@@ -67,7 +68,7 @@ impl JobLogger {
                 pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
             );
             let txn = sea_orm::TransactionTrait::begin(db).await?;
-            match end_abandoned(&txn, id, &message, at, cutoff).await {
+            match end_abandoned(&txn, id, &message, at, &cutoff).await {
                 Ok(true) => reaped.push(id),
                 Ok(false) => {}
                 Err(e) => {
@@ -87,8 +88,12 @@ impl JobLogger {
     /// of each job, with their details, in small batches.
     pub async fn prune(&self, options: &PruneOptions) -> Result<PruneStats> {
         let mut stats = PruneStats::default();
-        if let Some(age) = options.older_than {
-            let cutoff = now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+        // An age too large to subtract from now means "nothing is that old".
+        let cutoff = options
+            .older_than
+            .and_then(|age| chrono::Duration::from_std(age).ok())
+            .and_then(|age| now().checked_sub_signed(age));
+        if let Some(cutoff) = cutoff {
             self.prune_where(
                 |q| {
                     q.push(" AND created_at < ").bind(cutoff);
@@ -165,7 +170,7 @@ async fn end_abandoned(
     id: i64,
     message: &str,
     at: DateTime<Utc>,
-    cutoff: DateTime<Utc>,
+    cutoff: &str,
 ) -> Result<bool> {
     let mut q = Sql::new(txn.get_database_backend(), "UPDATE job_logs SET status = ");
     q.bind(RunStatus::Error.code())
@@ -178,7 +183,7 @@ async fn end_abandoned(
         .push(" WHERE id = ")
         .bind(id)
         .push(" AND status IN (0, 1) AND COALESCE(heartbeat_at, created_at) < ")
-        .bind(cutoff);
+        .push(cutoff);
     if q.execute(txn).await? != 1 {
         return Ok(false);
     }
@@ -188,6 +193,6 @@ async fn end_abandoned(
         message: message.to_owned(),
         at,
     };
-    insert_details(txn, std::slice::from_ref(&detail)).await?;
+    insert_details(txn, &[&detail]).await?;
     Ok(true)
 }

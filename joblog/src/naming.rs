@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sea_orm::{ConnectionTrait, DbBackend, SqlErr};
 
-use crate::sql::Sql;
+use crate::sql::{Sql, db_now};
 use crate::{Error, Result};
 
 /// Attempts before giving up (each attempt is one lost race).
@@ -72,7 +72,7 @@ async fn insert_with_name(db: &impl ConnectionTrait, name: &str, run: &NewRun<'_
         .push(", ")
         .bind(run.at)
         .push(", ")
-        .bind(run.at)
+        .push(db_now(backend))
         .push(")");
     if backend == DbBackend::Postgres {
         // `all`, not `one`: it reads the response to the end, so an error raised after the

@@ -16,7 +16,9 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     /// Only runs of this job (exact name).
     pub job: Option<String>,
-    /// Only runs whose name or any detail contains this text (case-insensitive).
+    /// Only runs whose name or any detail contains this text, ignoring case (on SQLite,
+    /// ASCII case only; on MySQL, as the column's collation says). It reads the details
+    /// of the runs it passes over, so it is not as cheap as the other filters.
     pub text: Option<String>,
 }
 
@@ -161,14 +163,13 @@ impl JobLogger {
                 None,
                 more.then(|| runs.last().map(|r| Cursor::Before(r.id))).flatten(),
             ),
-            Cursor::Before(_) => {
-                let newer = match runs.first() {
-                    Some(first) => self
-                        .exists_newer(filter, first.id)
-                        .await?
-                        .then_some(Cursor::After(first.id)),
-                    None => None,
-                };
+            Cursor::Before(before) => {
+                // An empty page (runs pruned under the cursor) still leads back to newer ones.
+                let first = runs.first().map_or(before.saturating_sub(1), |r| r.id);
+                let newer = self
+                    .exists_newer(filter, first)
+                    .await?
+                    .then_some(Cursor::After(first));
                 (
                     newer,
                     more.then(|| runs.last().map(|r| Cursor::Before(r.id))).flatten(),
@@ -177,7 +178,7 @@ impl JobLogger {
             Cursor::After(after) => {
                 let older = runs
                     .last()
-                    .map_or(Cursor::Before(after + 1), |r| Cursor::Before(r.id));
+                    .map_or(Cursor::Before(after.saturating_add(1)), |r| Cursor::Before(r.id));
                 (
                     more.then(|| runs.first().map(|r| Cursor::After(r.id))).flatten(),
                     Some(older),
@@ -215,12 +216,15 @@ impl JobLogger {
         let db = self.db();
         let mut q = Sql::new(
             db.get_database_backend(),
+            // A correlated MAX per run: one index probe each on (job_log_id, id). (A GROUP BY
+            // over the runs' details reads all of them on PostgreSQL and SQLite.)
             &format!(
                 "SELECT {DETAIL_COLUMNS} FROM job_log_details WHERE id IN \
-                 (SELECT MAX(id) FROM job_log_details WHERE job_log_id IN "
+                 (SELECT (SELECT MAX(x.id) FROM job_log_details x WHERE x.job_log_id = r.id) \
+                 FROM job_logs r WHERE r.id IN "
             ),
         );
-        q.bind_list(run_ids).push(" GROUP BY job_log_id)");
+        q.bind_list(run_ids).push(")");
         q.all(db)
             .await?
             .iter()

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::oneshot;
 
 use crate::logger::LoggerInner;
-use crate::sql::{Sql, now};
+use crate::sql::{Sql, db_now, now};
 use crate::writer::{Command, DetailRow, FinishRow};
 use crate::{Error, Level, Result, RunStatus};
 
@@ -154,22 +154,32 @@ impl JobRun {
         }
         let logger = self.logger();
         let db = &logger.shared.db;
-        let at = now();
-        let mut q = Sql::new(
-            sea_orm::ConnectionTrait::get_database_backend(db),
-            "UPDATE job_logs SET status = 1, started_at = ",
-        );
-        q.bind(at)
-            .push(", updated_at = ")
-            .bind(at)
-            .push(", heartbeat_at = ")
-            .bind(at)
-            .push(" WHERE id = ")
-            .bind(self.shared.id)
-            .push(" AND status = 0");
-        if q.execute(db).await? != 1 {
-            return Err(invalid(RunStatus::Error));
-        }
+        let run_id = self.shared.id;
+        let update = async {
+            let backend = sea_orm::ConnectionTrait::get_database_backend(db);
+            let at = now();
+            let mut q = Sql::new(backend, "UPDATE job_logs SET status = 1, started_at = ");
+            q.bind(at)
+                .push(", updated_at = ")
+                .bind(at)
+                .push(", heartbeat_at = ")
+                .push(db_now(backend))
+                .push(" WHERE id = ")
+                .bind(run_id)
+                .push(" AND status = 0");
+            if q.execute(db).await? == 1 {
+                return Ok(());
+            }
+            let mut q = Sql::new(backend, "SELECT status FROM job_logs WHERE id = ");
+            q.bind(run_id);
+            Err(match q.one(db).await? {
+                Some(row) => {
+                    invalid(RunStatus::from_code(row.try_get_by_index::<i16>(0)?).unwrap_or(RunStatus::Error))
+                }
+                None => Error::RunNotFound(run_id),
+            })
+        };
+        logger.bounded(update).await?;
         self.status = RunStatus::Processing;
         Ok(())
     }

@@ -83,6 +83,34 @@ pub(crate) fn bind_limit(backend: DbBackend) -> usize {
     }
 }
 
+/// The database's clock, as an SQL expression that yields a value comparable with the
+/// stored timestamps. Heartbeats and the reaper's cutoff use it, so that hosts whose clocks
+/// disagree cannot reap each other's live runs. (On SQLite, one host: its clock.)
+pub(crate) fn db_now(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "CURRENT_TIMESTAMP",
+        DbBackend::MySql => "UTC_TIMESTAMP(6)",
+        // The same shape as the RFC 3339 text sqlx writes, so that text comparison works.
+        _ => "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')",
+    }
+}
+
+/// `db_now(backend)` minus `age`, as an SQL expression.
+pub(crate) fn db_now_minus(backend: DbBackend, age: std::time::Duration) -> String {
+    let micros = i64::try_from(age.as_micros())
+        .unwrap_or(i64::MAX / 2)
+        .min(100 * 365 * 86_400 * 1_000_000);
+    match backend {
+        DbBackend::Postgres => format!("(CURRENT_TIMESTAMP - INTERVAL '{micros} microseconds')"),
+        DbBackend::MySql => format!("(UTC_TIMESTAMP(6) - INTERVAL {micros} MICROSECOND)"),
+        _ => format!(
+            "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now', '-{}.{:06} seconds')",
+            micros / 1_000_000,
+            micros % 1_000_000
+        ),
+    }
+}
+
 /// Timestamps are kept at microsecond precision on every backend, so what is written
 /// compares equal to what is read back.
 pub(crate) fn now() -> DateTime<Utc> {

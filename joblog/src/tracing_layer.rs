@@ -72,7 +72,13 @@ impl JobLogger {
 }
 
 fn run_span(id: i64, job: &str, name: &str) -> tracing::Span {
-    tracing::info_span!("job_run", joblog.run_id = id, job = job, run = name)
+    if id <= 0 {
+        // A detached handle: nothing to record into.
+        return tracing::Span::none();
+    }
+    // At ERROR level so that no subscriber filter (RUST_LOG=warn, …) disables the span
+    // and with it the recording of the events inside.
+    tracing::error_span!("job_run", joblog.run_id = id, job = job, run = name)
 }
 
 impl JobRun {

@@ -14,3 +14,22 @@ pub(crate) fn timestamp(backend: DbBackend, col: impl IntoIden) -> ColumnDef {
     };
     def
 }
+
+/// Creates an index unless it exists, so that a migration cut short (MySQL's DDL is not
+/// transactional) or run by two processes at once (SQLite has no advisory lock) can run
+/// again. MySQL has no `CREATE INDEX IF NOT EXISTS` (MariaDB does), so it is asked first.
+pub(crate) async fn create_index(
+    manager: &SchemaManager<'_>,
+    mut index: IndexCreateStatement,
+    table: &str,
+    name: &str,
+) -> Result<(), DbErr> {
+    if manager.get_database_backend() == DbBackend::MySql {
+        if manager.has_index(table, name).await? {
+            return Ok(());
+        }
+    } else {
+        index.if_not_exists();
+    }
+    manager.create_index(index).await
+}

@@ -1278,3 +1278,195 @@ pub(crate) async fn dropped_connections_are_survived(db: TestDb) {
     // The query side reconnects too.
     assert!(logger.get_run(id).await.unwrap().is_some());
 }
+
+pub(crate) async fn bad_rows_never_block_other_runs(db: TestDb) {
+    let logger = db.logger().await;
+    let conn = db.fresh().await;
+    // A NUL byte (PostgreSQL text refuses it) and a 100 KB line (over MySQL's TEXT).
+    let run = logger.start("OddDataJob").await.unwrap();
+    run.detail("before\0after");
+    run.detail("x".repeat(100_000));
+    let id = run.id();
+    run.error(&format!("{}\0", "e".repeat(70_000))).await.unwrap();
+    let details = logger.details(id, None, 10).await.unwrap();
+    assert_eq!(details[1].message, "before\u{FFFD}after");
+    assert!(
+        details[2].message.len() <= 32 * 1024
+            && details[2].message.ends_with("[truncated: 100000 bytes in all]")
+    );
+    assert!(details[3].message.ends_with("[truncated: 70003 bytes in all]"));
+    assert_eq!(
+        logger.get_run(id).await.unwrap().unwrap().status,
+        RunStatus::Error
+    );
+
+    // A run deleted under its guard: its rows are refused (foreign key), set aside, and
+    // counted; another run's rows in the same batches are written.
+    let gone = logger.start("DeletedJob").await.unwrap();
+    let other = logger.start("OtherJob").await.unwrap();
+    let (gone_id, other_id) = (gone.id(), other.id());
+    exec(
+        logger.db(),
+        &format!("DELETE FROM job_log_details WHERE job_log_id = {gone_id}"),
+    )
+    .await;
+    exec(logger.db(), &format!("DELETE FROM job_logs WHERE id = {gone_id}")).await;
+    gone.detail("into the void");
+    other.detail("kept");
+    let err = gone.success().await.unwrap_err();
+    assert!(
+        matches!(err, joblog::Error::RunNotFound(id) if id == gone_id),
+        "{err}"
+    );
+    other.success().await.expect("other runs are not blocked");
+    let (status, details) = status_and_messages(&conn, other_id).await;
+    assert_eq!(status, RunStatus::Success.code());
+    assert_eq!(details.last().unwrap().1, "kept");
+    logger.flush().await.expect("nothing is left stuck in the writer");
+}
+
+pub(crate) async fn heartbeats_go_on_under_a_stream_of_details(db: TestDb) {
+    let logger = db
+        .logger_with(JobLogger::builder().heartbeat_interval(Duration::from_millis(100)))
+        .await;
+    let mut run = logger.start("ChattyJob").await.unwrap();
+    run.processing().await.unwrap();
+    let handle = run.handle();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let chatter = tokio::spawn(async move {
+        let mut i = 0u64;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            for _ in 0..200 {
+                handle.detail(format!("line {i} {}", "y".repeat(200)));
+                i += 1;
+            }
+            tokio::task::yield_now().await;
+        }
+        i
+    });
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let other_host = db.logger().await;
+    let reaped = other_host.reap_stale(Duration::from_millis(1_000)).await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let lines = chatter.await.unwrap();
+    assert!(
+        reaped.is_empty(),
+        "a live, busy run was reaped after {lines} lines"
+    );
+    run.success().await.unwrap();
+}
+
+pub(crate) async fn migrations_survive_races_and_half_done_runs(db: TestDb) {
+    // Four processes (separate pools) migrate a fresh database at once.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let url = db.url.clone();
+        tasks.push(tokio::spawn(async move {
+            let logger = JobLogger::connect(&url).await.unwrap();
+            logger.migrate().await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("concurrent migrate");
+    }
+    let logger = db.logger().await;
+    // A migration cut short (MySQL's DDL is not transactional): the history row is gone
+    // and so is one table, the rest exists. migrate() completes it.
+    exec(logger.db(), "DROP TABLE job_log_details").await;
+    exec(logger.db(), "DELETE FROM joblog_migrations").await;
+    logger
+        .migrate()
+        .await
+        .expect("migrate after a half-done migration");
+    let run = logger.start("AfterRepair").await.unwrap();
+    run.success().await.unwrap();
+    assert_eq!(
+        rows(&db.fresh().await, "SELECT version FROM joblog_migrations")
+            .await
+            .len(),
+        1
+    );
+}
+
+pub(crate) async fn tracing_layer_works_under_a_warn_filter(db: TestDb) {
+    use tracing::Instrument;
+    use tracing_subscriber::layer::SubscriberExt;
+    let logger = db.logger().await;
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::WARN)
+        .with(logger.tracing_layer());
+    let _default = tracing::subscriber::set_default(subscriber);
+    let run = logger.start("FilteredJob").await.unwrap();
+    async {
+        tracing::info!("filtered out by the subscriber");
+        tracing::warn!("kept");
+    }
+    .instrument(run.span())
+    .await;
+    let id = run.id();
+    run.success().await.unwrap();
+    let messages: Vec<String> = logger
+        .details(id, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.message)
+        .collect();
+    assert_eq!(messages, ["Job started - FilteredJob", "kept"]);
+}
+
+pub(crate) async fn extreme_inputs_do_not_panic(db: TestDb) {
+    let logger = db.logger().await;
+    let run = logger.start("EdgeJob").await.unwrap();
+    let id = run.id();
+    run.success().await.unwrap();
+    assert!(logger.reap_stale(Duration::MAX).await.unwrap().is_empty());
+    let stats = logger
+        .prune(&PruneOptions {
+            older_than: Some(Duration::MAX),
+            keep_last: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stats.runs, 0);
+    let f = RunFilter::default();
+    let page = logger.list_runs(&f, Cursor::After(i64::MAX), 25).await.unwrap();
+    assert!(page.runs.is_empty());
+    let page = logger.list_runs(&f, Cursor::Before(i64::MIN), 25).await.unwrap();
+    assert!(page.runs.is_empty());
+    // An empty page below the oldest run still leads back to the newer runs.
+    let page = logger.list_runs(&f, Cursor::Before(id), 25).await.unwrap();
+    assert!(page.runs.is_empty());
+    let back = logger
+        .list_runs(&f, page.newer.expect("a way back"), 25)
+        .await
+        .unwrap();
+    assert_eq!(back.runs[0].run.id, id);
+    assert!(logger.get_run(i64::MAX).await.unwrap().is_none());
+    assert!(
+        logger
+            .details(i64::MIN, Some(i64::MAX), u64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // processing() of a run deleted behind its back says so.
+    let mut run = logger.start("EdgeJob").await.unwrap();
+    exec(
+        logger.db(),
+        &format!("DELETE FROM job_log_details WHERE job_log_id = {}", run.id()),
+    )
+    .await;
+    exec(
+        logger.db(),
+        &format!("DELETE FROM job_logs WHERE id = {}", run.id()),
+    )
+    .await;
+    assert!(matches!(
+        run.processing().await,
+        Err(joblog::Error::RunNotFound(_))
+    ));
+    drop(run);
+    logger.flush().await.unwrap();
+}

@@ -32,4 +32,9 @@ common::backend_tests!(
     locked_database_is_waited_out_within_the_bound,
     a_taken_name_gets_the_first_free_suffix,
     dropped_connections_are_survived,
+    bad_rows_never_block_other_runs,
+    heartbeats_go_on_under_a_stream_of_details,
+    migrations_survive_races_and_half_done_runs,
+    tracing_layer_works_under_a_warn_filter,
+    extreme_inputs_do_not_panic,
 );

@@ -1,6 +1,6 @@
 use sea_orm_migration::prelude::*;
 
-use crate::types::timestamp;
+use crate::types::{create_index, timestamp};
 
 #[derive(DeriveMigrationName)]
 pub(crate) struct Migration;
@@ -89,7 +89,7 @@ impl MigrationTrait for Migration {
             if unique {
                 index.unique();
             }
-            manager.create_index(index.to_owned()).await?;
+            create_index(manager, index, "job_logs", name).await?;
         }
 
         manager
@@ -124,25 +124,29 @@ impl MigrationTrait for Migration {
             )
             .await?;
         // (job_log_id, id): a run's details in write order, and the live tail "after id".
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_job_log_details_job_log_id")
-                    .table(JobLogDetails::Table)
-                    .col(JobLogDetails::JobLogId)
-                    .col(JobLogDetails::Id)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_job_log_details_created_at")
-                    .table(JobLogDetails::Table)
-                    .col(JobLogDetails::CreatedAt)
-                    .to_owned(),
-            )
-            .await?;
+        create_index(
+            manager,
+            Index::create()
+                .name("idx_job_log_details_job_log_id")
+                .table(JobLogDetails::Table)
+                .col(JobLogDetails::JobLogId)
+                .col(JobLogDetails::Id)
+                .to_owned(),
+            "job_log_details",
+            "idx_job_log_details_job_log_id",
+        )
+        .await?;
+        create_index(
+            manager,
+            Index::create()
+                .name("idx_job_log_details_created_at")
+                .table(JobLogDetails::Table)
+                .col(JobLogDetails::CreatedAt)
+                .to_owned(),
+            "job_log_details",
+            "idx_job_log_details_created_at",
+        )
+        .await?;
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use joblog_migrations::sea_orm_migration::MigratorTrait;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::naming::{NewRun, base_name, insert_run};
+use crate::naming::{NewRun, Reservations, base_name, insert_run};
 use crate::run::{DropReason, JobRun, RunHandle, RunShared};
 use crate::sql::now;
 use crate::writer::{self, Command, DetailRow, WriterShared};
@@ -33,6 +33,7 @@ pub(crate) struct LoggerInner {
     pub(crate) timezone: Tz,
     pub(crate) host: String,
     pub(crate) durability_timeout: Duration,
+    pub(crate) names: Reservations,
 }
 
 impl LoggerInner {
@@ -160,6 +161,7 @@ impl JobLoggerBuilder {
                 timezone: self.timezone,
                 host,
                 durability_timeout: self.durability_timeout,
+                names: Reservations::default(),
             }),
         }
     }
@@ -298,7 +300,8 @@ impl JobLogger {
             pid: i64::from(std::process::id()),
             at,
         };
-        let (id, name) = self.inner.bounded(insert_run(self.db(), &base, &new)).await?;
+        let insert = insert_run(self.db(), &base, &self.inner.names, &new);
+        let (id, name) = self.inner.bounded(insert).await?;
         self.inner.shared.live().insert(id);
         let shared = Arc::new(RunShared::new(self.inner.clone(), id, name, job.to_owned()));
         shared.send_detail(Level::Info, format!("Job started - {job}"));

@@ -29,21 +29,64 @@ pub(crate) struct NewRun<'a> {
     pub(crate) at: DateTime<Utc>,
 }
 
-/// Inserts the run under the first free name; returns `(id, name)`.
+/// Hands out suffixes within one process, so that this process's own runs started in the
+/// same second do not race each other for one name (each lost race costs a failed INSERT
+/// and a lookup); races with other processes are still settled by the UNIQUE index.
+#[derive(Debug, Default)]
+pub(crate) struct Reservations {
+    inner: std::sync::Mutex<(String, u64)>,
+}
+
+impl Reservations {
+    /// The suffix to try first for `base` (0 = the bare base).
+    pub(crate) fn reserve(&self, base: &str) -> u64 {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (last_base, next) = &mut *guard;
+        if last_base != base {
+            *last_base = base.to_owned();
+            *next = 0;
+        }
+        let suffix = *next;
+        *next += 1;
+        suffix
+    }
+
+    /// Records that `suffix` of `base` was taken, so later reservations start above it.
+    fn taken(&self, base: &str, suffix: u64) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (last_base, next) = &mut *guard;
+        if last_base == base {
+            *next = (*next).max(suffix + 1);
+        }
+    }
+}
+
+fn with_suffix(base: &str, suffix: u64) -> String {
+    if suffix == 0 {
+        base.to_owned()
+    } else {
+        format!("{base}_{suffix}")
+    }
+}
+
+/// Inserts the run under the first free name from its reserved suffix on; returns
+/// `(id, name)`.
 pub(crate) async fn insert_run(
     db: &impl ConnectionTrait,
     base: &str,
+    reservations: &Reservations,
     run: &NewRun<'_>,
 ) -> Result<(i64, String)> {
-    let mut name = base.to_owned();
-    let mut suffix = 0;
+    let mut suffix = reservations.reserve(base);
+    let mut name = with_suffix(base, suffix);
     for _ in 0..MAX_ATTEMPTS {
         match insert_with_name(db, &name, run).await {
             Ok(id) => return Ok((id, name)),
             Err(Error::Db(e)) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                // Lost the race for `name`: everything up to it is taken, look beyond.
+                // Lost the race for `name` (to another process): look beyond it.
                 suffix = first_free_suffix(db, base, suffix + 1).await?;
-                name = format!("{base}_{suffix}");
+                reservations.taken(base, suffix);
+                name = with_suffix(base, suffix);
             }
             Err(e) => return Err(e),
         }

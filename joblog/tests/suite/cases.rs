@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use joblog::{Cursor, ErrorChain, JobLogger, Level, PruneOptions, RunFilter, RunStatus};
 use joblog_migrations::sea_orm_migration::prelude::*;
-use sea_orm::{ConnectionTrait, DbBackend};
+use sea_orm::ConnectionTrait;
 
 use crate::common::{Backend, TestDb, rows, status_and_messages};
 
@@ -305,13 +305,7 @@ pub(crate) async fn dropped_guard_is_marked_error(db: TestDb) {
         run.processing().await?;
         run.detail("step 1");
         let id = run.id();
-        let _n: u32 = "not a number".parse().map(|n: u32| n).or_else(|_| {
-            if id > 0 {
-                Err(anyhow::anyhow!("bad input"))
-            } else {
-                Ok(0)
-            }
-        })?;
+        let _n: u32 = anyhow::Context::context("not a number".parse::<u32>(), "bad input")?;
         run.success().await?;
         Ok(id)
     }
@@ -1128,7 +1122,6 @@ pub(crate) async fn shares_a_host_connection(db: TestDb) {
         logger.db().get_database_backend(),
         host_conn.get_database_backend()
     );
-    let _ = DbBackend::Sqlite;
 }
 
 pub(crate) async fn tracing_events_become_details(db: TestDb) {

@@ -196,7 +196,7 @@ impl JobLogger {
         let mut newer = None;
         if let Cursor::Before(before) = cursor {
             // A UNION promises no order: put the page back in its own.
-            runs.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+            runs.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
             if let Some(pos) = runs.iter().position(|r| r.id >= before) {
                 runs.remove(pos);
                 // Back to the runs above this page (an empty page: above the cursor).

@@ -1,0 +1,40 @@
+// Live tail of a running job's log: polls for lines after the last one shown and
+// updates the status and summary when the run ends. No inline script (the page's CSP).
+(function () {
+  "use strict";
+  var run = document.getElementById("run");
+  if (!run || run.getAttribute("data-live") !== "true") return;
+  var url = run.getAttribute("data-lines-url");
+  var after = run.getAttribute("data-after") || "";
+  var log = document.getElementById("log");
+
+  function text(id, value) {
+    var el = document.getElementById(id);
+    if (el && value !== undefined) el.textContent = value;
+  }
+
+  function poll() {
+    fetch(url + "?after=" + encodeURIComponent(after), { credentials: "same-origin" })
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then(function (data) {
+        var atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+        data.lines.forEach(function (l) {
+          var div = document.createElement("div");
+          div.className = "line " + l.level;
+          var t = document.createElement("span"); t.className = "t"; t.textContent = l.time;
+          var m = document.createElement("span"); m.className = "m"; m.textContent = l.message;
+          div.appendChild(t); div.appendChild(document.createTextNode(" ")); div.appendChild(m);
+          log.appendChild(div);
+          after = String(l.id);
+        });
+        if (atBottom) log.scrollTop = log.scrollHeight;
+        var status = document.getElementById("status");
+        status.textContent = data.status;
+        status.className = "badge badge-" + data.status;
+        text("started", data.started); text("completed", data.completed); text("duration", data.duration);
+        if (data.live || data.more) setTimeout(poll, data.more ? 50 : 1000);
+      })
+      .catch(function () { setTimeout(poll, 3000); });
+  }
+  setTimeout(poll, 1000);
+})();

@@ -1,0 +1,90 @@
+//! What a host app configures.
+
+use chrono_tz::Tz;
+
+/// A button the host app adds to the top-right navigation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NavLink {
+    /// The button's text.
+    pub label: String,
+    /// Where it goes (absolute, e.g. `/open_orders`).
+    pub href: String,
+    /// `grey` or `blue` (CSS class `btn-<colour>`).
+    pub colour: String,
+    /// `document`, `clipboard` or `list` (an embedded icon), or empty for none.
+    pub icon: String,
+}
+
+impl NavLink {
+    /// A button labelled `label` that links to `href`.
+    pub fn new(label: impl Into<String>, href: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            href: href.into(),
+            colour: "grey".into(),
+            icon: String::new(),
+        }
+    }
+
+    /// Its colour: `grey` (default) or `blue`.
+    pub fn colour(mut self, colour: impl Into<String>) -> Self {
+        self.colour = colour.into();
+        self
+    }
+
+    /// Its icon: `document`, `clipboard` or `list`.
+    pub fn icon(mut self, icon: impl Into<String>) -> Self {
+        self.icon = icon.into();
+        self
+    }
+}
+
+/// Settings of the pages; finish with [`crate::router`].
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// The title in the header and the browser tab.
+    pub title: String,
+    /// Times are shown in this zone (with its abbreviation); UTC by default.
+    pub timezone: Tz,
+    /// Buttons at the top right, after the built-in ones.
+    pub nav: Vec<NavLink>,
+    /// Runs per page (default 25; at most 500).
+    pub page_size: u64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            title: "Job Logs".into(),
+            timezone: Tz::UTC,
+            nav: Vec::new(),
+            page_size: 25,
+        }
+    }
+}
+
+impl WebConfig {
+    /// Sets the title.
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = title.into();
+        self
+    }
+
+    /// Sets the display timezone.
+    pub fn timezone(mut self, tz: Tz) -> Self {
+        self.timezone = tz;
+        self
+    }
+
+    /// Adds a navigation button.
+    pub fn nav_link(mut self, link: NavLink) -> Self {
+        self.nav.push(link);
+        self
+    }
+
+    /// Sets the number of runs per page.
+    pub fn page_size(mut self, n: u64) -> Self {
+        self.page_size = n.clamp(1, joblog::MAX_PAGE_SIZE);
+        self
+    }
+}

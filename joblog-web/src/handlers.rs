@@ -1,0 +1,619 @@
+//! The pages. Every handler answers with a page (or JSON / text), never a bare error: bad
+//! input gets a 400 or 404 page that says what was wrong.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use joblog::{Cursor, DetailRecord, RunFilter, RunRecord, RunStatus};
+use minijinja::Value;
+use minijinja::value::Serde;
+use poem::http::StatusCode;
+use poem::web::{Data, Path};
+use poem::{Request, Response, handler};
+use serde::Serialize;
+
+use crate::AppState;
+use crate::format;
+use crate::templates::ASSETS;
+
+/// Lines of a run shown per page of the detail view.
+const LINES_PER_PAGE: u64 = 1_000;
+/// Lines per answer of the live-tail endpoint.
+const LINES_PER_POLL: u64 = 500;
+/// The run list counts matching runs up to this many.
+const COUNT_CAP: u64 = 10_000;
+/// Longest search text accepted.
+const MAX_SEARCH: usize = 200;
+
+type State<'a> = Data<&'a Arc<AppState>>;
+
+/// A page that could not be shown, and why.
+#[derive(Debug)]
+enum Failure {
+    BadRequest(String),
+    NotFound(String),
+    Internal(String),
+}
+
+impl From<joblog::Error> for Failure {
+    fn from(e: joblog::Error) -> Self {
+        tracing::error!(error = %e, "joblog-web: query failed");
+        Failure::Internal("The log database could not be read; see the server log.".into())
+    }
+}
+
+/// Where the router is mounted: the part of the original path the nesting stripped.
+fn base(req: &Request) -> String {
+    let original = req.original_uri().path();
+    let inner = req.uri().path();
+    let base = original.strip_suffix(inner).unwrap_or("");
+    base.trim_end_matches('/').to_owned()
+}
+
+fn params(req: &Request) -> Vec<(String, String)> {
+    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+fn parse_id(value: Option<&str>, what: &str) -> Result<Option<i64>, Failure> {
+    value
+        .map(|v| {
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| Failure::BadRequest(format!("{what} must be a number, not {v:?}.")))
+        })
+        .transpose()
+}
+
+fn render(state: &AppState, req: &Request, template: &str, ctx: Value) -> Response {
+    let common = minijinja::context! {
+        base => base(req),
+        title => state.config.title.clone(),
+        zone => state.config.timezone.name(),
+        nav => Serde(state.config.nav.iter().map(|l| NavView {
+            label: &l.label, href: &l.href, colour: &l.colour, icon: &l.icon,
+        }).collect::<Vec<_>>()),
+    };
+    match state
+        .templates
+        .render(template, minijinja::context! { ..ctx, ..common })
+    {
+        Ok(html) => Response::builder()
+            .content_type("text/html; charset=utf-8")
+            .body(html),
+        Err(e) => {
+            tracing::error!(error = %e, template, "joblog-web: template failed");
+            Response::builder()
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .content_type("text/plain; charset=utf-8")
+                .body("500 Internal Server Error\n")
+        }
+    }
+}
+
+fn failure_page(state: &AppState, req: &Request, failure: Failure) -> Response {
+    let (status, message) = match failure {
+        Failure::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+        Failure::NotFound(m) => (StatusCode::NOT_FOUND, m),
+        Failure::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
+    };
+    let ctx = minijinja::context! {
+        status => status.as_u16(),
+        reason => status.canonical_reason().unwrap_or(""),
+        message => message,
+    };
+    let mut resp = render(state, req, "error.html", ctx);
+    resp.set_status(status);
+    resp
+}
+
+#[derive(Serialize)]
+struct NavView<'a> {
+    label: &'a str,
+    href: &'a str,
+    colour: &'a str,
+    icon: &'a str,
+}
+
+/// The list's filters as given in the URL, checked.
+#[derive(Debug, Default, Serialize)]
+struct ListQuery {
+    status: String,
+    job: String,
+    q: String,
+    #[serde(skip)]
+    cursor: Cursor,
+    #[serde(skip)]
+    per: Option<u64>,
+}
+
+impl ListQuery {
+    fn parse(params: &[(String, String)]) -> Result<Self, Failure> {
+        let status = param(params, "status").unwrap_or("").to_owned();
+        if !status.is_empty() && status.parse::<RunStatus>().is_err() {
+            return Err(Failure::BadRequest(format!(
+                "Unknown status {status:?}: use new, processing, success or error."
+            )));
+        }
+        let q: String = param(params, "q")
+            .unwrap_or("")
+            .trim()
+            .chars()
+            .take(MAX_SEARCH)
+            .collect();
+        let before = parse_id(param(params, "before"), "before")?;
+        let after = parse_id(param(params, "after"), "after")?;
+        let cursor = match (before, after) {
+            (Some(b), _) => Cursor::Before(b),
+            (None, Some(a)) => Cursor::After(a),
+            (None, None) => Cursor::First,
+        };
+        let per = param(params, "per")
+            .and_then(|p| p.parse::<u64>().ok())
+            .map(|p| p.clamp(1, 100));
+        Ok(Self {
+            status,
+            job: param(params, "job").unwrap_or("").to_owned(),
+            q,
+            cursor,
+            per,
+        })
+    }
+
+    fn filter(&self) -> RunFilter {
+        RunFilter {
+            status: self.status.parse().ok(),
+            job: Some(self.job.clone()).filter(|j| !j.is_empty()),
+            text: Some(self.q.clone()).filter(|q| !q.is_empty()),
+        }
+    }
+
+    /// The filters (and page size) as a query string, without a cursor.
+    fn filters_query(&self) -> form_urlencoded::Serializer<'static, String> {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [("status", &self.status), ("job", &self.job), ("q", &self.q)] {
+            if !v.is_empty() {
+                s.append_pair(k, v);
+            }
+        }
+        if let Some(per) = self.per {
+            s.append_pair("per", &per.to_string());
+        }
+        s
+    }
+
+    fn url(&self, base: &str, cursor: Cursor) -> String {
+        let mut s = self.filters_query();
+        match cursor {
+            Cursor::First => {}
+            Cursor::Before(id) => {
+                s.append_pair("before", &id.to_string());
+            }
+            Cursor::After(id) => {
+                s.append_pair("after", &id.to_string());
+            }
+        }
+        let q = s.finish();
+        if q.is_empty() {
+            format!("{base}/job_logs")
+        } else {
+            format!("{base}/job_logs?{q}")
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct RunRow {
+    id: i64,
+    name: String,
+    job: String,
+    status: &'static str,
+    started: String,
+    duration: String,
+    host: String,
+    last_message: String,
+    last_level: &'static str,
+}
+
+#[handler]
+pub(crate) async fn run_list(req: &Request, state: State<'_>) -> Response {
+    match run_list_page(req, &state).await {
+        Ok(resp) => resp,
+        Err(f) => failure_page(&state, req, f),
+    }
+}
+
+async fn run_list_page(req: &Request, state: &AppState) -> Result<Response, Failure> {
+    let query = ListQuery::parse(&params(req))?;
+    let filter = query.filter();
+    let per = query.per.unwrap_or(state.config.page_size);
+    let logger = &state.logger;
+    let page = logger.list_runs(&filter, query.cursor, per).await?;
+    let total = logger.count_runs(&filter, COUNT_CAP).await?;
+    let job_names = logger.jobs().await?;
+    let tz = state.config.timezone;
+    let now = Utc::now();
+    let base = base(req);
+    let rows: Vec<RunRow> = page
+        .runs
+        .iter()
+        .map(|item| {
+            let r = &item.run;
+            let (last_message, last_level) = match (&item.last_detail, r.status) {
+                (_, RunStatus::Error) if r.error.is_some() => (r.error.clone().unwrap_or_default(), "error"),
+                (Some(d), _) => (d.message.clone(), d.level.as_str()),
+                (None, _) => (String::new(), "info"),
+            };
+            RunRow {
+                id: r.id,
+                name: r.name.clone(),
+                job: r.job.clone(),
+                status: r.status.as_str(),
+                started: format::time(r.started_at.unwrap_or(r.created_at), tz),
+                duration: r.duration_at(now).map(format::duration).unwrap_or_default()
+                    + if r.status.is_finished() { "" } else { " (running)" },
+                host: r.host.clone().unwrap_or_default(),
+                last_message: last_message
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(300)
+                    .collect(),
+                last_level,
+            }
+        })
+        .collect();
+    // The detail page's back link returns here: this list, with its filters and page.
+    let mut back = query.filters_query();
+    match query.cursor {
+        Cursor::Before(id) => {
+            back.append_pair("before", &id.to_string());
+        }
+        Cursor::After(id) => {
+            back.append_pair("after", &id.to_string());
+        }
+        Cursor::First => {}
+    }
+    let back = back.finish();
+    let back_query = if back.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "?{}",
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("back", &back)
+                .finish()
+        )
+    };
+    let ctx = minijinja::context! {
+        runs => Serde(rows),
+        filter => Serde(&query),
+        filtered => !(query.status.is_empty() && query.job.is_empty() && query.q.is_empty()),
+        statuses => RunStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        jobs => job_names,
+        total => format!("{}{}", total.count, if total.capped { "+" } else { "" }),
+        newer => page.newer.map(|c| query.url(&base, c)),
+        older => page.older.map(|c| query.url(&base, c)),
+        back_query => back_query,
+    };
+    Ok(render(state, req, "runs.html", ctx))
+}
+
+#[derive(Serialize)]
+struct RunView {
+    id: i64,
+    name: String,
+    job: String,
+    status: &'static str,
+    started: String,
+    completed: String,
+    duration: String,
+    host: String,
+    error: Option<String>,
+}
+
+impl RunView {
+    fn of(r: &RunRecord, tz: chrono_tz::Tz) -> Self {
+        let now = Utc::now();
+        Self {
+            id: r.id,
+            name: r.name.clone(),
+            job: r.job.clone(),
+            status: r.status.as_str(),
+            started: r
+                .started_at
+                .map(|t| format::time(t, tz))
+                .unwrap_or_else(|| "not started".into()),
+            completed: r
+                .finished_at
+                .map(|t| format::time(t, tz))
+                .unwrap_or_else(|| "running".into()),
+            duration: match (r.status.is_finished(), r.duration_at(now)) {
+                (true, Some(d)) => format::duration(d),
+                (false, Some(d)) => format!("{} (running)", format::duration(d)),
+                (_, None) => String::new(),
+            },
+            host: r.host.clone().unwrap_or_default(),
+            error: r.error.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct LineView {
+    id: i64,
+    time: String,
+    level: &'static str,
+    message: String,
+}
+
+impl LineView {
+    fn of(d: &DetailRecord, tz: chrono_tz::Tz) -> Self {
+        Self {
+            id: d.id,
+            time: format::clock(d.created_at, tz),
+            level: d.level.as_str(),
+            message: d.message.clone(),
+        }
+    }
+}
+
+async fn find_run(state: &AppState, id: &str) -> Result<RunRecord, Failure> {
+    let not_found = || Failure::NotFound(format!("There is no run {id:?}."));
+    let id: i64 = id.trim().parse().map_err(|_| not_found())?;
+    state.logger.get_run(id).await?.ok_or_else(not_found)
+}
+
+#[handler]
+pub(crate) async fn run_detail(req: &Request, Path(id): Path<String>, state: State<'_>) -> Response {
+    match run_detail_page(req, &id, &state).await {
+        Ok(resp) => resp,
+        Err(f) => failure_page(&state, req, f),
+    }
+}
+
+async fn run_detail_page(req: &Request, id: &str, state: &AppState) -> Result<Response, Failure> {
+    let run = find_run(state, id).await?;
+    let params = params(req);
+    let from = parse_id(param(&params, "from"), "from")?;
+    let tz = state.config.timezone;
+    let details = state.logger.details(run.id, from, LINES_PER_PAGE + 1).await?;
+    let more_after = details.len() as u64 > LINES_PER_PAGE;
+    let lines: Vec<LineView> = details
+        .iter()
+        .take(LINES_PER_PAGE as usize)
+        .map(|d| LineView::of(d, tz))
+        .collect();
+    let last_id = lines.last().map(|l| l.id).or(from).unwrap_or(0);
+    let base = base(req);
+    // Back to the list the user came from: only the list's own parameters are kept.
+    let back = match param(&params, "back") {
+        Some(b) => {
+            let kept: Vec<(String, String)> = form_urlencoded::parse(b.as_bytes())
+                .filter(|(k, _)| matches!(k.as_ref(), "status" | "job" | "q" | "before" | "after" | "per"))
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let q = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(kept)
+                .finish();
+            if q.is_empty() {
+                format!("{base}/job_logs")
+            } else {
+                format!("{base}/job_logs?{q}")
+            }
+        }
+        None => format!("{base}/job_logs"),
+    };
+    let keep_back = param(&params, "back")
+        .map(|b| {
+            format!(
+                "&{}",
+                form_urlencoded::Serializer::new(String::new())
+                    .append_pair("back", b)
+                    .finish()
+            )
+        })
+        .unwrap_or_default();
+    let ctx = minijinja::context! {
+        run => Serde(RunView::of(&run, tz)),
+        lines => Serde(lines),
+        last_id => last_id,
+        live => !run.status.is_finished() && !more_after,
+        more_after => more_after,
+        more_before => from.is_some(),
+        later => format!("{base}/job_logs/{}?from={last_id}{keep_back}", run.id),
+        earlier => format!("{base}/job_logs/{}{}", run.id, keep_back.replacen('&', "?", 1)),
+        back => back,
+    };
+    Ok(render(state, req, "run.html", ctx))
+}
+
+#[derive(Serialize)]
+struct LinesAnswer {
+    lines: Vec<LineView>,
+    status: &'static str,
+    started: String,
+    completed: String,
+    duration: String,
+    /// Whether the run may still write lines.
+    live: bool,
+    /// Whether more lines are ready right now.
+    more: bool,
+}
+
+#[handler]
+pub(crate) async fn run_lines(req: &Request, Path(id): Path<String>, state: State<'_>) -> Response {
+    let answer = async {
+        let run = find_run(&state, &id).await?;
+        let after = parse_id(param(&params(req), "after"), "after")?;
+        let tz = state.config.timezone;
+        let details = state.logger.details(run.id, after, LINES_PER_POLL + 1).await?;
+        let more = details.len() as u64 > LINES_PER_POLL;
+        let view = RunView::of(&run, tz);
+        Ok::<_, Failure>(LinesAnswer {
+            lines: details
+                .iter()
+                .take(LINES_PER_POLL as usize)
+                .map(|d| LineView::of(d, tz))
+                .collect(),
+            status: view.status,
+            started: view.started,
+            completed: view.completed,
+            duration: view.duration,
+            live: !run.status.is_finished(),
+            more,
+        })
+    }
+    .await;
+    let (status, body) = match answer {
+        Ok(a) => (StatusCode::OK, serde_json::to_string(&a).unwrap_or_default()),
+        Err(Failure::BadRequest(m)) => (
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": m }).to_string(),
+        ),
+        Err(Failure::NotFound(m)) => (
+            StatusCode::NOT_FOUND,
+            serde_json::json!({ "error": m }).to_string(),
+        ),
+        Err(Failure::Internal(m)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({ "error": m }).to_string(),
+        ),
+    };
+    Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .header("Cache-Control", "no-store")
+        .body(body)
+}
+
+#[handler]
+pub(crate) async fn run_download(req: &Request, Path(id): Path<String>, state: State<'_>) -> Response {
+    let text = async {
+        let run = find_run(&state, &id).await?;
+        let tz = state.config.timezone;
+        let mut out = format!("{} {} ({})\n", run.name, run.job, run.status);
+        let mut after = None;
+        loop {
+            let page = state.logger.details(run.id, after, 10_000).await?;
+            for d in &page {
+                out.push_str(&format!(
+                    "{} [{}] {}\n",
+                    d.created_at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S%.3f %Z"),
+                    d.level,
+                    d.message
+                ));
+            }
+            match page.last() {
+                Some(last) if page.len() == 10_000 => after = Some(last.id),
+                _ => break,
+            }
+        }
+        Ok::<_, Failure>((run.name, out))
+    }
+    .await;
+    match text {
+        Ok((name, out)) => Response::builder()
+            .content_type("text/plain; charset=utf-8")
+            .header(
+                "Content-Disposition",
+                format!("attachment; filename=\"{name}.log\""),
+            )
+            .body(out),
+        Err(f) => failure_page(&state, req, f),
+    }
+}
+
+#[derive(Serialize)]
+struct JobRow {
+    job: String,
+    job_q: String,
+    last_id: Option<i64>,
+    last_name: String,
+    last_status: Option<&'static str>,
+    last_duration: String,
+    last_success: String,
+    total: u64,
+    success_rate: String,
+    p50: String,
+    p95: String,
+}
+
+#[handler]
+pub(crate) async fn jobs_page(req: &Request, state: State<'_>) -> Response {
+    let rows = async {
+        let tz = state.config.timezone;
+        let now = Utc::now();
+        let summaries = state.logger.job_summaries().await?;
+        Ok::<_, Failure>(
+            summaries
+                .into_iter()
+                .map(|s| {
+                    let finished = s.counts.success + s.counts.error;
+                    JobRow {
+                        job_q: form_urlencoded::byte_serialize(s.job.as_bytes()).collect(),
+                        job: s.job,
+                        last_id: s.last_run.as_ref().map(|r| r.id),
+                        last_name: s.last_run.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+                        last_status: s.last_run.as_ref().map(|r| r.status.as_str()),
+                        last_duration: s
+                            .last_run
+                            .as_ref()
+                            .and_then(|r| r.duration_at(now))
+                            .map(format::duration)
+                            .unwrap_or_default(),
+                        last_success: s
+                            .last_success
+                            .as_ref()
+                            .and_then(|r| r.finished_at)
+                            .map(|t| format::time(t, tz))
+                            .unwrap_or_else(|| "never".into()),
+                        total: s.counts.total(),
+                        success_rate: if finished == 0 {
+                            "—".into()
+                        } else {
+                            format!("{:.0} %", 100.0 * s.counts.success as f64 / finished as f64)
+                        },
+                        p50: s.p50.map(format::duration).unwrap_or_else(|| "—".into()),
+                        p95: s.p95.map(format::duration).unwrap_or_else(|| "—".into()),
+                    }
+                })
+                .collect::<Vec<_>>(),
+        )
+    }
+    .await;
+    match rows {
+        Ok(rows) => render(
+            &state,
+            req,
+            "jobs.html",
+            minijinja::context! { jobs => Serde(rows) },
+        ),
+        Err(f) => failure_page(&state, req, f),
+    }
+}
+
+#[handler]
+pub(crate) async fn asset(req: &Request, Path(name): Path<String>, state: State<'_>) -> Response {
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, content_type, body)) => Response::builder()
+            .content_type(*content_type)
+            .header("Cache-Control", "public, max-age=3600")
+            .body(*body),
+        None => failure_page(
+            &state,
+            req,
+            Failure::NotFound(format!("There is no asset {name:?}.")),
+        ),
+    }
+}

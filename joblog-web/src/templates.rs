@@ -1,0 +1,56 @@
+//! The minijinja environment (built once) and the embedded assets.
+
+use minijinja::{Environment, Value};
+
+const TEMPLATES: [(&str, &str); 5] = [
+    ("layout.html", include_str!("../templates/layout.html")),
+    ("runs.html", include_str!("../templates/runs.html")),
+    ("run.html", include_str!("../templates/run.html")),
+    ("jobs.html", include_str!("../templates/jobs.html")),
+    ("error.html", include_str!("../templates/error.html")),
+];
+
+/// `(name, content type, body)` of every embedded asset.
+pub(crate) const ASSETS: [(&str, &str, &str); 2] = [
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../assets/app.css"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/app.js"),
+    ),
+];
+
+/// The templates, parsed once. Names end in `.html`, so minijinja escapes every value
+/// for HTML unless a template says otherwise (none does).
+#[derive(Debug)]
+pub(crate) struct Templates {
+    env: Environment<'static>,
+}
+
+impl Templates {
+    pub(crate) fn new() -> Self {
+        let mut env = Environment::new();
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)
+                .unwrap_or_else(|e| panic!("embedded template {name} does not parse: {e}"));
+        }
+        Self { env }
+    }
+
+    pub(crate) fn render(&self, name: &str, ctx: Value) -> Result<String, minijinja::Error> {
+        self.env.get_template(name)?.render(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn assets_stay_small() {
+        let total: usize = super::ASSETS.iter().map(|(_, _, body)| body.len()).sum();
+        assert!(total < 50 * 1024, "CSS and JS together are {total} bytes");
+    }
+}

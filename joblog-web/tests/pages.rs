@@ -1,0 +1,451 @@
+//! Every route, mounted at `/` and at `/admin/jobs`, on a fresh in-memory SQLite database
+//! per test. Pages are fetched from a real server on port 0 with a plain HTTP/1.1 client
+//! (the mount point is read from the request's original URI, which only a server sets);
+//! the auth middleware is also driven through `poem::test::TestClient`.
+
+use joblog::JobLogger;
+use joblog_web::{BasicAuth, NavLink, WebConfig, router};
+use poem::http::StatusCode;
+use poem::test::TestClient;
+use poem::{Endpoint, EndpointExt, Route};
+
+const PREFIXES: [&str; 2] = ["", "/admin/jobs"];
+
+async fn logger() -> JobLogger {
+    let logger = JobLogger::connect("sqlite::memory:").await.unwrap();
+    logger.migrate().await.unwrap();
+    logger
+}
+
+fn app(logger: &JobLogger, prefix: &str) -> Route {
+    let config = WebConfig::default()
+        .nav_link(NavLink::new("Open Orders", "/open_orders").icon("document"))
+        .nav_link(
+            NavLink::new("Jobs Monitor", format!("{prefix}/jobs"))
+                .colour("blue")
+                .icon("clipboard"),
+        );
+    let pages = router(logger.clone(), config);
+    if prefix.is_empty() {
+        pages
+    } else {
+        Route::new().nest(prefix, pages)
+    }
+}
+
+/// The app served on 127.0.0.1, port 0.
+struct Site(std::net::SocketAddr);
+
+impl Site {
+    async fn new(app: impl Endpoint + 'static) -> Site {
+        use poem::listener::{Acceptor, Listener, TcpListener};
+        let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
+        let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = poem::Server::new_with_acceptor(acceptor).run(app).await;
+        });
+        Site(addr)
+    }
+}
+
+/// A GET over a fresh connection: status, headers (lower-case names) and body.
+async fn get(site: &Site, uri: &str) -> (StatusCode, String, poem::http::HeaderMap) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(site.0).await.unwrap();
+    let request = format!("GET {uri} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header block");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let mut headers = poem::http::HeaderMap::new();
+    for line in lines {
+        let (k, v) = line.split_once(':').unwrap();
+        headers.append(
+            poem::http::HeaderName::from_bytes(k.trim().to_ascii_lowercase().as_bytes()).unwrap(),
+            v.trim().parse().unwrap(),
+        );
+    }
+    if headers.get("transfer-encoding").is_some_and(|v| v == "chunked") {
+        body = dechunk(&body);
+    }
+    (
+        StatusCode::from_u16(status).unwrap(),
+        String::from_utf8(body).unwrap(),
+        headers,
+    )
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let end = raw.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&raw[..end]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&raw[end + 2..end + 2 + size]);
+        raw = &raw[end + 2 + size + 2..];
+    }
+}
+
+/// Undoes the HTML escaping minijinja applies (it escapes `/` too).
+fn unescape(s: &str) -> String {
+    s.replace("&#x2f;", "/")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// Every `href="…"` of a page, unescaped.
+fn links(html: &str) -> Vec<String> {
+    html.split("href=\"")
+        .skip(1)
+        .map(|s| unescape(&s[..s.find('"').unwrap()]))
+        .collect()
+}
+
+async fn seed(logger: &JobLogger, n: usize) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let job = if i % 2 == 0 {
+            "SyncOpenOrdersJob"
+        } else {
+            "CleanupJob"
+        };
+        let mut run = logger.start(job).await.unwrap();
+        run.processing().await.unwrap();
+        run.detail(format!("step of run {i}"));
+        ids.push(run.id());
+        if i % 5 == 0 {
+            run.error(&format!("failure number {i}")).await.unwrap();
+        } else {
+            run.success().await.unwrap();
+        }
+    }
+    ids
+}
+
+#[tokio::test]
+async fn empty_list_says_so() {
+    let logger = logger().await;
+    for prefix in PREFIXES {
+        let cli = Site::new(app(&logger, prefix)).await;
+        let (status, body, headers) = get(&cli, &format!("{prefix}/")).await;
+        assert_eq!(status, StatusCode::OK, "{prefix}");
+        assert!(body.contains("No job logs yet"), "{body}");
+        assert!(
+            links(&body).contains(&format!("{prefix}/assets/app.css")),
+            "assets under the mount point"
+        );
+        let csp = headers.get("content-security-policy").unwrap().to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'")
+                && !csp.contains("unsafe-inline")
+                && csp.contains("frame-ancestors 'none'")
+        );
+        assert_eq!(headers.get("x-content-type-options").unwrap(), "nosniff");
+        let (status, body, _) = get(&cli, &format!("{prefix}/job_logs")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("No job logs yet"));
+    }
+}
+
+#[tokio::test]
+async fn list_pages_filters_and_links_work_at_both_mount_points() {
+    let logger = logger().await;
+    let ids = seed(&logger, 30).await;
+    for prefix in PREFIXES {
+        let cli = Site::new(app(&logger, prefix)).await;
+        let (status, body, _) = get(&cli, &format!("{prefix}/")).await;
+        assert_eq!(status, StatusCode::OK);
+        let run_links: Vec<String> = links(&body)
+            .into_iter()
+            .filter(|l| l.contains("/job_logs/"))
+            .collect();
+        assert_eq!(run_links.len(), 25, "25 runs a page");
+        assert!(
+            run_links[0].starts_with(&format!("{prefix}/job_logs/{}", ids[29])),
+            "newest first: {}",
+            run_links[0]
+        );
+        assert!(body.contains("badge badge-error") && body.contains("badge badge-success"));
+        assert!(
+            body.contains("failure number 25"),
+            "the error shows as the last message"
+        );
+        assert!(
+            body.contains("Open Orders") && body.contains("Jobs Monitor") && body.contains("icon-clipboard")
+        );
+        // Older page, then back to the newer one.
+        let older = links(&body)
+            .into_iter()
+            .find(|l| l.contains("before="))
+            .expect("an Older link at 30 runs");
+        assert!(older.starts_with(&format!("{prefix}/job_logs?")), "{older}");
+        let (status, body, _) = get(&cli, &older).await;
+        assert_eq!(status, StatusCode::OK);
+        let page2: Vec<String> = links(&body)
+            .into_iter()
+            .filter(|l| l.contains("/job_logs/"))
+            .collect();
+        assert_eq!(page2.len(), 5);
+        let newer = links(&body)
+            .into_iter()
+            .find(|l| l.contains("after="))
+            .expect("a Newer link");
+        let (_, body, _) = get(&cli, &newer).await;
+        assert_eq!(
+            links(&body)
+                .into_iter()
+                .filter(|l| l.contains("/job_logs/"))
+                .count(),
+            25
+        );
+        // Filters, kept in the URL of the pager and of the detail links.
+        let (_, body, _) = get(&cli, &format!("{prefix}/job_logs?status=error")).await;
+        assert_eq!(
+            links(&body)
+                .into_iter()
+                .filter(|l| l.contains("/job_logs/"))
+                .count(),
+            6
+        );
+        assert!(body.contains("<option value=\"error\" selected>"));
+        let (_, body, _) = get(&cli, &format!("{prefix}/job_logs?job=CleanupJob&per=10")).await;
+        let detail_links: Vec<String> = links(&body)
+            .into_iter()
+            .filter(|l| l.contains("/job_logs/"))
+            .collect();
+        assert_eq!(detail_links.len(), 10);
+        assert!(
+            detail_links[0].contains("back=job%3DCleanupJob%26per%3D10"),
+            "{}",
+            detail_links[0]
+        );
+        let (_, detail, _) = get(&cli, &detail_links[0]).await;
+        let back = links(&detail)
+            .into_iter()
+            .find(|l| l.starts_with(&format!("{prefix}/job_logs?")))
+            .expect("back link");
+        assert_eq!(back, format!("{prefix}/job_logs?job=CleanupJob&per=10"));
+        let (_, body, _) = get(&cli, &format!("{prefix}/job_logs?q=run+17")).await;
+        assert_eq!(
+            links(&body)
+                .into_iter()
+                .filter(|l| l.contains("/job_logs/"))
+                .count(),
+            1,
+            "search in details"
+        );
+        assert!(body.contains("1 run match"));
+    }
+}
+
+#[tokio::test]
+async fn detail_page_shows_the_log_escaped_and_live_state() {
+    let logger = logger().await;
+    let mut run = logger.start("XssJob").await.unwrap();
+    run.processing().await.unwrap();
+    run.detail("<script>alert(1)</script>");
+    run.warn("careful");
+    logger.flush().await.unwrap();
+    let id = run.id();
+    for prefix in PREFIXES {
+        let cli = Site::new(app(&logger, prefix)).await;
+        let (status, body, _) = get(&cli, &format!("{prefix}/job_logs/{id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            !body.contains("<script>alert(1)</script>"),
+            "a message is never HTML"
+        );
+        assert!(body.contains("&lt;script&gt;alert(1)&lt;"), "shown as text");
+        assert!(body.contains("line warn") && body.contains("Job started - XssJob"));
+        assert!(
+            body.contains("data-live=\"true\""),
+            "a processing run is tailed: {}",
+            &body[body.find("<section").unwrap()..][..400]
+        );
+        assert!(body.contains("(running)") && body.contains("Completed at</dt><dd id=\"completed\">running"));
+        assert!(unescape(&body).contains(&format!("data-lines-url=\"{prefix}/job_logs/{id}/lines\"")));
+        // The live tail: lines after the last one shown.
+        let last: i64 = body
+            .split("data-after=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        run.detail("written after the page loaded");
+        logger.flush().await.unwrap();
+        let (status, json, headers) = get(&cli, &format!("{prefix}/job_logs/{id}/lines?after={last}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers.get("content-type").unwrap(), "application/json");
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["lines"].as_array().unwrap().len(), 1);
+        assert_eq!(v["lines"][0]["message"], "written after the page loaded");
+        assert_eq!(v["status"], "processing");
+        assert_eq!(v["live"], true);
+        let (_, json, _) = get(
+            &cli,
+            &format!("{prefix}/job_logs/{id}/lines?after={}", v["lines"][0]["id"]),
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(v["lines"].as_array().unwrap().is_empty());
+    }
+    run.success().await.unwrap();
+    let cli = Site::new(app(&logger, "")).await;
+    let (_, json, _) = get(&cli, &format!("/job_logs/{id}/lines")).await;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (v["status"].as_str(), v["live"].as_bool()),
+        (Some("success"), Some(false))
+    );
+    let (_, body, _) = get(&cli, &format!("/job_logs/{id}")).await;
+    assert!(body.contains("data-live=\"false\""));
+    // Download as plain text.
+    let (status, text, headers) = get(&cli, &format!("/job_logs/{id}/log.txt")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers
+            .get("content-disposition")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert!(text.contains("[warn] careful") && text.contains("<script>alert(1)</script>"));
+}
+
+#[tokio::test]
+async fn long_logs_are_paged() {
+    let logger = logger().await;
+    let run = logger.start("ChattyJob").await.unwrap();
+    for i in 0..2_500 {
+        run.detail(format!("line {i}"));
+    }
+    let id = run.id();
+    run.success().await.unwrap();
+    let cli = Site::new(app(&logger, "")).await;
+    let (_, body, _) = get(&cli, &format!("/job_logs/{id}")).await;
+    assert_eq!(body.matches("<div class=\"line").count(), 1_000);
+    let later = links(&body)
+        .into_iter()
+        .find(|l| l.contains("from="))
+        .expect("a link to later lines");
+    let (_, body, _) = get(&cli, &later).await;
+    assert_eq!(body.matches("<div class=\"line").count(), 1_000);
+    assert!(body.contains("line 999"));
+    let later = links(&body)
+        .into_iter()
+        .find(|l| l.contains("from="))
+        .expect("and the last page");
+    let (_, body, _) = get(&cli, &later).await;
+    assert_eq!(body.matches("<div class=\"line").count(), 501);
+    assert!(
+        !links(&body).iter().any(|l| l.contains("from=")),
+        "no later page after the last"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_page() {
+    let logger = logger().await;
+    seed(&logger, 3).await;
+    for prefix in PREFIXES {
+        let cli = Site::new(app(&logger, prefix)).await;
+        for (uri, expected) in [
+            ("/job_logs/999999", StatusCode::NOT_FOUND),
+            ("/job_logs/abc", StatusCode::NOT_FOUND),
+            ("/job_logs/99999999999999999999999", StatusCode::NOT_FOUND),
+            ("/job_logs/-1", StatusCode::NOT_FOUND),
+            ("/job_logs/abc/lines", StatusCode::NOT_FOUND),
+            ("/job_logs/1/lines?after=zz", StatusCode::BAD_REQUEST),
+            ("/job_logs/1?from=zz", StatusCode::BAD_REQUEST),
+            ("/job_logs/1/log.txt/extra", StatusCode::NOT_FOUND),
+            ("/job_logs?status=finished", StatusCode::BAD_REQUEST),
+            ("/job_logs?before=abc", StatusCode::BAD_REQUEST),
+            ("/job_logs?after=1e9", StatusCode::BAD_REQUEST),
+            ("/job_logs?before=99999999999999999999", StatusCode::BAD_REQUEST),
+            ("/assets/nothing.css", StatusCode::NOT_FOUND),
+        ] {
+            let (status, body, _) = get(&cli, &format!("{prefix}{uri}")).await;
+            assert_eq!(status, expected, "{prefix}{uri}: {body}");
+            if !uri.contains("/lines") && status != StatusCode::NOT_FOUND
+                || uri.starts_with("/job_logs/abc") && !uri.contains("lines")
+            {
+                assert!(body.contains("Back to the job logs"), "{uri} gets a page: {body}");
+            }
+        }
+        // Garbage that is harmless is tolerated: odd page sizes are clamped, odd text searched.
+        for uri in [
+            "/job_logs?per=100000",
+            "/job_logs?per=-5",
+            "/job_logs?per=abc",
+            "/job_logs?q=%25%25_%27%22",
+            "/job_logs?q=%FF%FE",
+            "/job_logs?zzz=1",
+        ] {
+            let (status, _, _) = get(&cli, &format!("{prefix}{uri}")).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn jobs_monitor_lists_each_job() {
+    let logger = logger().await;
+    seed(&logger, 6).await;
+    let cli = Site::new(app(&logger, "/admin/jobs")).await;
+    let (status, body, _) = get(&cli, "/admin/jobs/jobs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("SyncOpenOrdersJob") && body.contains("CleanupJob"));
+    assert!(links(&body).contains(&"/admin/jobs/job_logs?job=CleanupJob".to_owned()));
+    assert!(
+        body.contains("67 %") || body.contains("100 %"),
+        "success rates: {body}"
+    );
+}
+
+#[tokio::test]
+async fn basic_auth_guards_everything() {
+    let logger = logger().await;
+    let app = app(&logger, "").with(BasicAuth::new("admin", "s3cret"));
+    let cli = TestClient::new(app);
+    let resp = cli.get("/").send().await;
+    resp.assert_status(StatusCode::UNAUTHORIZED);
+    resp.assert_header("www-authenticate", "Basic realm=\"joblog\", charset=\"UTF-8\"");
+    for bad in [
+        "Basic YWRtaW46d3Jvbmc=",
+        "Basic !!!",
+        "Bearer x",
+        "Basic YWRtaW4=",
+    ] {
+        let resp = cli.get("/").header("authorization", bad).send().await;
+        resp.assert_status(StatusCode::UNAUTHORIZED);
+    }
+    // admin:s3cret
+    let resp = cli
+        .get("/")
+        .header("authorization", "Basic YWRtaW46czNjcmV0")
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    let resp = cli
+        .get("/assets/app.css")
+        .header("authorization", "Basic YWRtaW46czNjcmV0")
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+}

@@ -48,7 +48,11 @@ async fn main() -> anyhow::Result<()> {
         WebConfig::default()
             .title("My App · Jobs")
             .nav_link(NavLink::new("Home", "/").icon("document"))
-            .nav_link(NavLink::new("Jobs Monitor", "/admin/jobs/jobs").colour("blue").icon("clipboard")),
+            .nav_link(
+                NavLink::new("Jobs Monitor", "/admin/jobs/jobs")
+                    .colour("blue")
+                    .icon("clipboard"),
+            ),
     );
     let app = Route::new()
         .at("/", get(home))

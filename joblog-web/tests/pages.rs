@@ -449,3 +449,34 @@ async fn basic_auth_guards_everything() {
         .await;
     resp.assert_status_is_ok();
 }
+
+#[tokio::test]
+async fn pager_appears_at_26_runs_and_keeps_the_filters() {
+    let logger = logger().await;
+    seed(&logger, 25).await;
+    let site = Site::new(app(&logger, "")).await;
+    let (_, body, _) = get(&site, "/").await;
+    assert!(!body.contains("class=\"pager\""), "25 runs fit on one page");
+    seed(&logger, 1).await;
+    let (_, body, _) = get(&site, "/").await;
+    assert!(
+        body.contains("class=\"pager\""),
+        "the 26th run opens a second page"
+    );
+    // Filtered pages page within the filter.
+    seed(&logger, 40).await;
+    let (_, body, _) = get(&site, "/job_logs?job=CleanupJob&q=step").await;
+    let older = links(&body)
+        .into_iter()
+        .find(|l| l.contains("before="))
+        .expect("an Older link");
+    assert!(
+        older.contains("job=CleanupJob") && older.contains("q=step"),
+        "{older}"
+    );
+    let (_, body, _) = get(&site, &older).await;
+    assert!(
+        !body.contains("SyncOpenOrdersJob</td>"),
+        "the second page keeps the job filter"
+    );
+}

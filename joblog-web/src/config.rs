@@ -50,6 +50,11 @@ pub struct WebConfig {
     pub nav: Vec<NavLink>,
     /// Runs per page (default 25; at most 500).
     pub page_size: u64,
+    /// How long a rendered run-list page may be served again to other requests for the
+    /// same URL (default 1 s; zero turns it off). Under load this turns a burst of
+    /// identical list requests into one set of queries; the list is then at most this
+    /// stale (run detail pages and the live tail are never cached).
+    pub list_cache: std::time::Duration,
 }
 
 impl Default for WebConfig {
@@ -59,6 +64,7 @@ impl Default for WebConfig {
             timezone: Tz::UTC,
             nav: Vec::new(),
             page_size: 25,
+            list_cache: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -79,6 +85,12 @@ impl WebConfig {
     /// Adds a navigation button.
     pub fn nav_link(mut self, link: NavLink) -> Self {
         self.nav.push(link);
+        self
+    }
+
+    /// Sets how long a rendered run-list page is reused (zero: never).
+    pub fn list_cache(mut self, ttl: std::time::Duration) -> Self {
+        self.list_cache = ttl;
         self
     }
 

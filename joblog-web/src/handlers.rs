@@ -224,9 +224,66 @@ struct RunRow {
     last_level: &'static str,
 }
 
+/// Rendered run-list pages by URL, each kept for `WebConfig::list_cache`.
+#[derive(Debug, Default)]
+pub(crate) struct PageCache {
+    pages: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Arc<str>)>>,
+}
+
+impl PageCache {
+    /// Most URLs kept at once; beyond it, expired entries are dropped, then all.
+    const MAX_ENTRIES: usize = 256;
+
+    fn get(&self, key: &str, ttl: std::time::Duration) -> Option<Arc<str>> {
+        let pages = self.pages.lock().unwrap_or_else(|p| p.into_inner());
+        pages
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < ttl)
+            .map(|(_, html)| html.clone())
+    }
+
+    fn put(&self, key: String, html: Arc<str>, ttl: std::time::Duration) {
+        let mut pages = self.pages.lock().unwrap_or_else(|p| p.into_inner());
+        if pages.len() >= Self::MAX_ENTRIES {
+            pages.retain(|_, (at, _)| at.elapsed() < ttl);
+            if pages.len() >= Self::MAX_ENTRIES {
+                pages.clear();
+            }
+        }
+        pages.insert(key, (std::time::Instant::now(), html));
+    }
+}
+
+fn html_response(html: Arc<str>) -> Response {
+    Response::builder()
+        .content_type("text/html; charset=utf-8")
+        .body(html.to_string())
+}
+
 #[handler]
 pub(crate) async fn run_list(req: &Request, state: State<'_>) -> Response {
+    let ttl = state.config.list_cache;
+    let key = req.original_uri().to_string();
+    if !ttl.is_zero() {
+        if let Some(html) = state.list_cache.get(&key, ttl) {
+            return html_response(html);
+        }
+    }
     match run_list_page(req, &state).await {
+        Ok(resp) if !ttl.is_zero() && resp.status() == StatusCode::OK => {
+            let html: Arc<str> = match resp.into_body().into_string().await {
+                Ok(body) => body.into(),
+                Err(_) => {
+                    return failure_page(
+                        &state,
+                        req,
+                        Failure::Internal("The page could not be built.".into()),
+                    );
+                }
+            };
+            state.list_cache.put(key, html.clone(), ttl);
+            html_response(html)
+        }
         Ok(resp) => resp,
         Err(f) => failure_page(&state, req, f),
     }

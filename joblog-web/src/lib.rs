@@ -41,6 +41,7 @@ pub(crate) struct AppState {
     pub(crate) logger: JobLogger,
     pub(crate) config: WebConfig,
     pub(crate) templates: templates::Templates,
+    pub(crate) list_cache: handlers::PageCache,
 }
 
 /// The pages as a poem `Route`; mount it with `Route::new().nest("/prefix", …)` or at `/`.
@@ -49,6 +50,7 @@ pub fn router(logger: JobLogger, config: WebConfig) -> Route {
         logger,
         config,
         templates: templates::Templates::new(),
+        list_cache: handlers::PageCache::default(),
     });
     let headers = SetHeader::new()
         .overriding(

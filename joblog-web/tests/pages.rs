@@ -18,7 +18,9 @@ async fn logger() -> JobLogger {
 }
 
 fn app(logger: &JobLogger, prefix: &str) -> Route {
+    // No list cache: these tests look at the list right after writing runs.
     let config = WebConfig::default()
+        .list_cache(std::time::Duration::ZERO)
         .nav_link(NavLink::new("Open Orders", "/open_orders").icon("document"))
         .nav_link(
             NavLink::new("Jobs Monitor", format!("{prefix}/jobs"))
@@ -478,5 +480,36 @@ async fn pager_appears_at_26_runs_and_keeps_the_filters() {
     assert!(
         !body.contains("SyncOpenOrdersJob</td>"),
         "the second page keeps the job filter"
+    );
+}
+
+#[tokio::test]
+async fn the_list_cache_serves_a_page_for_its_ttl_only() {
+    let logger = logger().await;
+    seed(&logger, 1).await;
+    let pages = router(
+        logger.clone(),
+        WebConfig::default().list_cache(std::time::Duration::from_millis(500)),
+    );
+    let site = Site::new(pages).await;
+    let (_, first, _) = get(&site, "/").await;
+    seed(&logger, 1).await;
+    let (_, again, _) = get(&site, "/").await;
+    assert_eq!(first, again, "within the TTL the same page is served");
+    let (_, other_url, _) = get(&site, "/job_logs").await;
+    assert_eq!(
+        links(&other_url)
+            .iter()
+            .filter(|l| l.contains("/job_logs/"))
+            .count(),
+        2,
+        "each URL has its own entry"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let (_, later, _) = get(&site, "/").await;
+    assert_eq!(
+        links(&later).iter().filter(|l| l.contains("/job_logs/")).count(),
+        2,
+        "after the TTL the new run shows"
     );
 }

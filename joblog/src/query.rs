@@ -319,9 +319,13 @@ impl JobLogger {
     /// The names of all jobs that have runs, sorted.
     pub async fn jobs(&self) -> Result<Vec<String>> {
         let db = self.db();
+        // A skip scan of the (job, id) index: one probe per distinct job. (PostgreSQL
+        // answers DISTINCT with a full scan: 100+ ms at a million runs.)
         let q = Sql::new(
             db.get_database_backend(),
-            "SELECT DISTINCT job FROM job_logs ORDER BY job",
+            "WITH RECURSIVE jobs (job) AS (SELECT MIN(job) FROM job_logs \
+             UNION ALL SELECT (SELECT MIN(l.job) FROM job_logs l WHERE l.job > jobs.job) FROM jobs \
+             WHERE jobs.job IS NOT NULL) SELECT job FROM jobs WHERE job IS NOT NULL ORDER BY job",
         );
         q.all(db)
             .await?

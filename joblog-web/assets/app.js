@@ -7,6 +7,7 @@
   var url = run.getAttribute("data-lines-url");
   var after = run.getAttribute("data-after") || "";
   var log = document.getElementById("log");
+  var failures = 0, stopped = false;
 
   function text(id, value) {
     var el = document.getElementById(id);
@@ -15,7 +16,13 @@
 
   function poll() {
     fetch(url + "?after=" + encodeURIComponent(after), { credentials: "same-origin" })
-      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then(function (r) {
+        // A 4xx (the run was pruned, the credentials changed) will not heal: stop.
+        if (r.status >= 400 && r.status < 500) { stopped = true; throw new Error(r.status); }
+        if (!r.ok) throw new Error(r.status);
+        failures = 0;
+        return r.json();
+      })
       .then(function (data) {
         var atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
         data.lines.forEach(function (l) {
@@ -34,7 +41,11 @@
         text("started", data.started); text("completed", data.completed); text("duration", data.duration);
         if (data.live || data.more) setTimeout(poll, data.more ? 50 : 1000);
       })
-      .catch(function () { setTimeout(poll, 3000); });
+      .catch(function () {
+        if (stopped) return;
+        failures += 1;
+        setTimeout(poll, Math.min(30000, 1000 * Math.pow(2, failures)));
+      });
   }
   setTimeout(poll, 1000);
 })();

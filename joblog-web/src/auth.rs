@@ -44,12 +44,13 @@ impl BasicAuth {
         let Some(value) = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
             return false;
         };
-        let Some(encoded) = value
-            .strip_prefix("Basic ")
-            .or_else(|| value.strip_prefix("basic "))
-        else {
+        // The scheme name is case-insensitive (RFC 7617).
+        let Some((scheme, encoded)) = value.split_once(' ') else {
             return false;
         };
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return false;
+        }
         let Some(decoded) = base64_decode(encoded.trim()) else {
             return false;
         };
@@ -93,7 +94,11 @@ impl<E: Endpoint> Endpoint for BasicAuthEndpoint<E> {
                 WWW_AUTHENTICATE,
                 format!(
                     "Basic realm=\"{}\", charset=\"UTF-8\"",
-                    self.auth.realm.replace('"', "")
+                    self.auth
+                        .realm
+                        .chars()
+                        .filter(|c| *c != '"' && !c.is_control())
+                        .collect::<String>()
                 ),
             )
             .content_type("text/plain; charset=utf-8")

@@ -46,7 +46,12 @@ impl From<joblog::Error> for Failure {
 fn base(req: &Request) -> String {
     let original = req.original_uri().path();
     let inner = req.uri().path();
-    let base = original.strip_suffix(inner).unwrap_or("");
+    let base = match original.strip_suffix(inner) {
+        Some(base) => base,
+        // The mount point itself without its trailing slash: nesting made it `/`.
+        None if inner == "/" => original,
+        None => "",
+    };
     base.trim_end_matches('/').to_owned()
 }
 
@@ -138,12 +143,18 @@ struct ListQuery {
 
 impl ListQuery {
     fn parse(params: &[(String, String)]) -> Result<Self, Failure> {
-        let status = param(params, "status").unwrap_or("").to_owned();
-        if !status.is_empty() && status.parse::<RunStatus>().is_err() {
-            return Err(Failure::BadRequest(format!(
-                "Unknown status {status:?}: use new, processing, success or error."
-            )));
-        }
+        let status = match param(params, "status") {
+            None => String::new(),
+            Some(raw) => raw
+                .parse::<RunStatus>()
+                .map_err(|_| {
+                    Failure::BadRequest(format!(
+                        "Unknown status {raw:?}: use new, processing, success or error."
+                    ))
+                })?
+                .as_str()
+                .to_owned(),
+        };
         let q: String = param(params, "q")
             .unwrap_or("")
             .trim()
@@ -356,6 +367,7 @@ async fn run_list_page(req: &Request, state: &AppState) -> Result<Response, Fail
         runs => Serde(rows),
         filter => Serde(&query),
         filtered => !(query.status.is_empty() && query.job.is_empty() && query.q.is_empty()),
+        paged => query.cursor != Cursor::First,
         statuses => RunStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         jobs => job_names,
         total => format!("{}{}", total.count, if total.capped { "+" } else { "" }),
@@ -487,7 +499,7 @@ async fn run_detail_page(req: &Request, id: &str, state: &AppState) -> Result<Re
         last_id => last_id,
         live => !run.status.is_finished() && !more_after,
         more_after => more_after,
-        more_before => from.is_some(),
+        more_before => from.is_some_and(|f| f > 0),
         later => format!("{base}/job_logs/{}?from={last_id}{keep_back}", run.id),
         earlier => format!("{base}/job_logs/{}{}", run.id, keep_back.replacen('&', "?", 1)),
         back => back,
@@ -582,10 +594,19 @@ pub(crate) async fn run_download(req: &Request, Path(id): Path<String>, state: S
     match text {
         Ok((name, out)) => Response::builder()
             .content_type("text/plain; charset=utf-8")
-            .header(
-                "Content-Disposition",
-                format!("attachment; filename=\"{name}.log\""),
-            )
+            .header("Content-Disposition", {
+                let safe: String = name
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                format!("attachment; filename=\"{safe}.log\"")
+            })
             .body(out),
         Err(f) => failure_page(&state, req, f),
     }

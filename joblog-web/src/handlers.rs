@@ -275,10 +275,10 @@ fn html_response(html: Arc<str>) -> Response {
 pub(crate) async fn run_list(req: &Request, state: State<'_>) -> Response {
     let ttl = state.config.list_cache;
     let key = req.original_uri().to_string();
-    if !ttl.is_zero() {
-        if let Some(html) = state.list_cache.get(&key, ttl) {
-            return html_response(html);
-        }
+    if !ttl.is_zero()
+        && let Some(html) = state.list_cache.get(&key, ttl)
+    {
+        return html_response(html);
     }
     match run_list_page(req, &state).await {
         Ok(resp) if !ttl.is_zero() && resp.status() == StatusCode::OK => {

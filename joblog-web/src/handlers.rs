@@ -464,6 +464,17 @@ async fn run_detail_page(req: &Request, id: &str, state: &AppState) -> Result<Re
         .map(|d| LineView::of(d, tz))
         .collect();
     let last_id = lines.last().map(|l| l.id).or(from).unwrap_or(0);
+    // The page before this one: the lines up to `from`, LINES_PER_PAGE of them.
+    let earlier_from = match from {
+        Some(f) if f > 0 => {
+            let before = state
+                .logger
+                .details_before(run.id, f.saturating_add(1), LINES_PER_PAGE)
+                .await?;
+            before.first().map(|d| d.id - 1)
+        }
+        _ => None,
+    };
     let base = base(req);
     // Back to the list the user came from: only the list's own parameters are kept.
     let back = match param(&params, "back") {
@@ -499,9 +510,9 @@ async fn run_detail_page(req: &Request, id: &str, state: &AppState) -> Result<Re
         last_id => last_id,
         live => !run.status.is_finished() && !more_after,
         more_after => more_after,
-        more_before => from.is_some_and(|f| f > 0),
+        more_before => earlier_from.is_some(),
         later => format!("{base}/job_logs/{}?from={last_id}{keep_back}", run.id),
-        earlier => format!("{base}/job_logs/{}{}", run.id, keep_back.replacen('&', "?", 1)),
+        earlier => format!("{base}/job_logs/{}?from={}{keep_back}", run.id, earlier_from.unwrap_or(0)),
         back => back,
     };
     Ok(render(state, req, "run.html", ctx))

@@ -340,25 +340,40 @@ async fn long_logs_are_paged() {
     let id = run.id();
     run.success().await.unwrap();
     let cli = Site::new(app(&logger, "")).await;
+    // The link of a button, by its label.
+    fn button(body: &str, label: &str) -> Option<String> {
+        let end = body.find(&format!("\">{label}</a>"))?;
+        let start = body[..end].rfind("href=\"")? + 6;
+        Some(unescape(&body[start..end]))
+    }
     let (_, body, _) = get(&cli, &format!("/job_logs/{id}")).await;
     assert_eq!(body.matches("<div class=\"line").count(), 1_000);
-    let later = links(&body)
-        .into_iter()
-        .find(|l| l.contains("from="))
-        .expect("a link to later lines");
-    let (_, body, _) = get(&cli, &later).await;
-    assert_eq!(body.matches("<div class=\"line").count(), 1_000);
-    assert!(body.contains("line 999"));
-    let later = links(&body)
-        .into_iter()
-        .find(|l| l.contains("from="))
-        .expect("and the last page");
-    let (_, body, _) = get(&cli, &later).await;
-    assert_eq!(body.matches("<div class=\"line").count(), 501);
     assert!(
-        !links(&body).iter().any(|l| l.contains("from=")),
+        button(&body, "Earlier lines").is_none(),
+        "nothing before the first page"
+    );
+    let (_, body, _) = get(&cli, &button(&body, "Later lines").expect("later lines")).await;
+    assert_eq!(body.matches("<div class=\"line").count(), 1_000);
+    assert!(body.contains("line 999<") && body.contains("line 1998<"));
+    let (_, last, _) = get(&cli, &button(&body, "Later lines").expect("and the last page")).await;
+    assert_eq!(last.matches("<div class=\"line").count(), 501);
+    assert!(
+        button(&last, "Later lines").is_none(),
         "no later page after the last"
     );
+    // And back, page by page.
+    let (_, body, _) = get(&cli, &button(&last, "Earlier lines").expect("earlier lines")).await;
+    assert_eq!(body.matches("<div class=\"line").count(), 1_000);
+    assert!(
+        body.contains("line 999<") && body.contains("line 1998<"),
+        "the second page again"
+    );
+    let (_, body, _) = get(&cli, &button(&body, "Earlier lines").expect("earlier again")).await;
+    assert!(
+        body.contains("Job started - ChattyJob") && body.contains("line 998<"),
+        "the first page"
+    );
+    assert!(button(&body, "Earlier lines").is_none());
 }
 
 #[tokio::test]

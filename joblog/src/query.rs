@@ -301,6 +301,26 @@ impl JobLogger {
         q.all(db).await?.iter().map(DetailRecord::from_row).collect()
     }
 
+    /// The last `limit` (clamped to 1..=10,000) details of a run written before detail id
+    /// `before`, in write order: the page before a page that starts at `before`.
+    pub async fn details_before(&self, run_id: i64, before: i64, limit: u64) -> Result<Vec<DetailRecord>> {
+        let db = self.db();
+        let mut q = Sql::new(
+            db.get_database_backend(),
+            &format!("SELECT {DETAIL_COLUMNS} FROM job_log_details WHERE job_log_id = "),
+        );
+        q.bind(run_id).push(" AND id < ").bind(before);
+        q.push(&format!(" ORDER BY id DESC LIMIT {}", limit.clamp(1, 10_000)));
+        let mut details = q
+            .all(db)
+            .await?
+            .iter()
+            .map(DetailRecord::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        details.reverse();
+        Ok(details)
+    }
+
     /// How many details a run has.
     pub async fn detail_count(&self, run_id: i64) -> Result<u64> {
         let db = self.db();

@@ -22,6 +22,8 @@ const LINES_PER_PAGE: u64 = 1_000;
 const LINES_PER_POLL: u64 = 500;
 /// The run list counts matching runs up to this many.
 const COUNT_CAP: u64 = 10_000;
+/// Lines per database page of a download.
+const DOWNLOAD_PAGE: u64 = 10_000;
 /// Longest search text accepted.
 const MAX_SEARCH: usize = 200;
 
@@ -579,48 +581,65 @@ pub(crate) async fn run_lines(req: &Request, Path(id): Path<String>, state: Stat
 
 #[handler]
 pub(crate) async fn run_download(req: &Request, Path(id): Path<String>, state: State<'_>) -> Response {
-    let text = async {
-        let run = find_run(&state, &id).await?;
-        let tz = state.config.timezone;
-        let mut out = format!("{} {} ({})\n", run.name, run.job, run.status);
-        let mut after = None;
-        loop {
-            let page = state.logger.details(run.id, after, 10_000).await?;
-            for d in &page {
-                out.push_str(&format!(
-                    "{} [{}] {}\n",
-                    d.created_at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S%.3f %Z"),
-                    d.level,
-                    d.message
-                ));
+    let run = match find_run(&state, &id).await {
+        Ok(run) => run,
+        Err(f) => return failure_page(&state, req, f),
+    };
+    let safe_name: String = run
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
             }
-            match page.last() {
-                Some(last) if page.len() == 10_000 => after = Some(last.id),
-                _ => break,
+        })
+        .collect();
+    // Streamed a page of lines at a time: a run with millions of lines costs one page of
+    // memory, not the whole log.
+    let logger = state.logger.clone();
+    let tz = state.config.timezone;
+    let head = format!("{} {} ({})\n", run.name, run.job, run.status);
+    let run_id = run.id;
+    let pages = futures::stream::unfold((Some(head), None, false), move |(head, after, done)| {
+        let logger = logger.clone();
+        async move {
+            if let Some(head) = head {
+                return Some((Ok(head), (None, after, done)));
+            }
+            if done {
+                return None;
+            }
+            match logger.details(run_id, after, DOWNLOAD_PAGE).await {
+                Ok(page) => {
+                    let mut out = String::new();
+                    for d in &page {
+                        out.push_str(&format!(
+                            "{} [{}] {}\n",
+                            d.created_at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S%.3f %Z"),
+                            d.level,
+                            d.message
+                        ));
+                    }
+                    let last = page.last().map(|d| d.id);
+                    let done = (page.len() as u64) < DOWNLOAD_PAGE;
+                    Some((Ok(out), (None, last.or(after), done)))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, run_id, "joblog-web: download interrupted");
+                    Some((Err(std::io::Error::other(e.to_string())), (None, after, true)))
+                }
             }
         }
-        Ok::<_, Failure>((run.name, out))
-    }
-    .await;
-    match text {
-        Ok((name, out)) => Response::builder()
-            .content_type("text/plain; charset=utf-8")
-            .header("Content-Disposition", {
-                let safe: String = name
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                            c
-                        } else {
-                            '_'
-                        }
-                    })
-                    .collect();
-                format!("attachment; filename=\"{safe}.log\"")
-            })
-            .body(out),
-        Err(f) => failure_page(&state, req, f),
-    }
+    });
+    Response::builder()
+        .content_type("text/plain; charset=utf-8")
+        .header(
+            "Content-Disposition",
+            format!("attachment; filename=\"{safe_name}.log\""),
+        )
+        .body(poem::Body::from_bytes_stream(pages))
 }
 
 #[derive(Serialize)]

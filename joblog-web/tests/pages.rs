@@ -374,6 +374,11 @@ async fn long_logs_are_paged() {
         "the first page"
     );
     assert!(button(&body, "Earlier lines").is_none());
+    // The download has every line (streamed).
+    let (status, text, _) = get(&cli, &format!("/job_logs/{id}/log.txt")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(text.lines().count(), 1 + 2_501);
+    assert!(text.ends_with("[info] line 2499\n"));
 }
 
 #[tokio::test]

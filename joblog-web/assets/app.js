@@ -7,7 +7,8 @@
   var url = run.getAttribute("data-lines-url");
   var after = run.getAttribute("data-after") || "";
   var log = document.getElementById("log");
-  var failures = 0, stopped = false;
+  var failures = 0, stopped = false, appended = 0;
+  var MAX_APPENDED = 5000; // beyond this the page would get slow: stop and say so
 
   function text(id, value) {
     var el = document.getElementById(id);
@@ -33,7 +34,15 @@
           div.appendChild(t); div.appendChild(document.createTextNode(" ")); div.appendChild(m);
           log.appendChild(div);
           after = String(l.id);
+          appended += 1;
         });
+        if (appended >= MAX_APPENDED) {
+          var note = document.createElement("div");
+          note.className = "line warn";
+          note.textContent = "… live view paused after " + MAX_APPENDED + " new lines: reload the page to see the rest.";
+          log.appendChild(note);
+          return;
+        }
         if (atBottom) log.scrollTop = log.scrollHeight;
         var status = document.getElementById("status");
         status.textContent = data.status;

@@ -86,6 +86,7 @@ fn render(state: &AppState, req: &Request, template: &str, ctx: Value) -> Respon
         base => base(req),
         title => state.config.title.clone(),
         zone => state.config.timezone.name(),
+        asset_version => state.asset_version.clone(),
         nav => Serde(state.config.nav.iter().map(|l| NavView {
             label: &l.label, href: &l.href, colour: &l.colour, icon: &l.icon,
         }).collect::<Vec<_>>()),

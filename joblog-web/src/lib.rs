@@ -42,6 +42,7 @@ pub(crate) struct AppState {
     pub(crate) config: WebConfig,
     pub(crate) templates: templates::Templates,
     pub(crate) list_cache: handlers::PageCache,
+    pub(crate) asset_version: String,
 }
 
 /// The pages as a poem `Route`; mount it with `Route::new().nest("/prefix", …)` or at `/`.
@@ -51,6 +52,7 @@ pub fn router(logger: JobLogger, config: WebConfig) -> Route {
         config,
         templates: templates::Templates::new(),
         list_cache: handlers::PageCache::default(),
+        asset_version: templates::asset_version(),
     });
     let headers = SetHeader::new()
         .overriding(

@@ -24,6 +24,19 @@ pub(crate) const ASSETS: [(&str, &str, &str); 2] = [
     ),
 ];
 
+/// A short hash of the embedded assets, added to their URLs (`?v=…`) so that browsers
+/// holding a cached copy fetch the new one after an upgrade.
+pub(crate) fn asset_version() -> String {
+    // FNV-1a: stable across builds and platforms, unlike `DefaultHasher`.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (_, _, body) in ASSETS {
+        for b in body.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{:08x}", h as u32)
+}
+
 /// The templates, parsed once. Names end in `.html`, so minijinja escapes every value
 /// for HTML unless a template says otherwise (none does).
 #[derive(Debug)]

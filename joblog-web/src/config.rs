@@ -51,10 +51,10 @@ pub struct WebConfig {
     /// Runs per page (default 25; at most 500).
     pub page_size: u64,
     /// How long a rendered run-list page may be served again to other requests for the
-    /// same URL (default 1 s; zero turns it off). Under load, repeated requests for a list
-    /// URL within that time are answered from memory instead of with four queries each
-    /// (requests that arrive while an expired page is rendered again each render it); the
-    /// list is then at most this stale. Run detail pages and the live tail are never cached.
+    /// same URL (default 1 s; zero turns it off). Under load, requests for a list URL
+    /// within that time share one rendering (one set of queries) instead of four queries
+    /// each; the list is then at most this stale. Run detail pages and the live tail are
+    /// never cached.
     pub list_cache: std::time::Duration,
 }
 

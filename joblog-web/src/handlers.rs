@@ -238,68 +238,75 @@ struct RunRow {
     last_level: &'static str,
 }
 
-/// Rendered run-list pages by URL, each kept for `WebConfig::list_cache`.
+/// One cached page: filled once by the first request that misses, awaited by the others.
+type Slot = Arc<tokio::sync::OnceCell<Arc<str>>>;
+
+/// Rendered run-list pages by URL, each kept for `WebConfig::list_cache`. Requests that
+/// miss at the same moment share one rendering (one set of queries).
 #[derive(Debug, Default)]
 pub(crate) struct PageCache {
-    pages: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Arc<str>)>>,
+    pages: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Slot)>>,
 }
 
 impl PageCache {
     /// Most URLs kept at once; beyond it, expired entries are dropped, then all.
     const MAX_ENTRIES: usize = 256;
 
-    fn get(&self, key: &str, ttl: std::time::Duration) -> Option<Arc<str>> {
-        let pages = self.pages.lock().unwrap_or_else(|p| p.into_inner());
-        pages
-            .get(key)
-            .filter(|(at, _)| at.elapsed() < ttl)
-            .map(|(_, html)| html.clone())
-    }
-
-    fn put(&self, key: String, html: Arc<str>, ttl: std::time::Duration) {
+    /// The slot for `key`: the current one while it is fresh, else a new, empty one.
+    fn slot(&self, key: &str, ttl: std::time::Duration) -> Slot {
         let mut pages = self.pages.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, slot)) = pages.get(key)
+            && at.elapsed() < ttl
+        {
+            return slot.clone();
+        }
         if pages.len() >= Self::MAX_ENTRIES {
             pages.retain(|_, (at, _)| at.elapsed() < ttl);
             if pages.len() >= Self::MAX_ENTRIES {
                 pages.clear();
             }
         }
-        pages.insert(key, (std::time::Instant::now(), html));
+        let slot = Slot::default();
+        pages.insert(key.to_owned(), (std::time::Instant::now(), slot.clone()));
+        slot
     }
 }
 
-fn html_response(html: Arc<str>) -> Response {
+fn html_response(html: &str) -> Response {
     Response::builder()
         .content_type("text/html; charset=utf-8")
-        .body(html.to_string())
+        .body(html.to_owned())
 }
 
 #[handler]
 pub(crate) async fn run_list(req: &Request, state: State<'_>) -> Response {
     let ttl = state.config.list_cache;
-    let key = req.original_uri().to_string();
-    if !ttl.is_zero()
-        && let Some(html) = state.list_cache.get(&key, ttl)
-    {
-        return html_response(html);
+    if ttl.is_zero() {
+        return run_list_page(req, &state)
+            .await
+            .unwrap_or_else(|f| failure_page(&state, req, f));
     }
-    match run_list_page(req, &state).await {
-        Ok(resp) if !ttl.is_zero() && resp.status() == StatusCode::OK => {
-            let html: Arc<str> = match resp.into_body().into_string().await {
-                Ok(body) => body.into(),
-                Err(_) => {
-                    return failure_page(
+    let slot = state.list_cache.slot(&req.original_uri().to_string(), ttl);
+    // Only a 200 page is cached; anything else is answered as it is and not kept.
+    let page = slot
+        .get_or_try_init(|| async {
+            match run_list_page(req, &state).await {
+                Ok(resp) if resp.status() == StatusCode::OK => match resp.into_body().into_string().await {
+                    Ok(body) => Ok(Arc::<str>::from(body)),
+                    Err(_) => Err(failure_page(
                         &state,
                         req,
                         Failure::Internal("The page could not be built.".into()),
-                    );
-                }
-            };
-            state.list_cache.put(key, html.clone(), ttl);
-            html_response(html)
-        }
-        Ok(resp) => resp,
-        Err(f) => failure_page(&state, req, f),
+                    )),
+                },
+                Ok(resp) => Err(resp),
+                Err(f) => Err(failure_page(&state, req, f)),
+            }
+        })
+        .await;
+    match page {
+        Ok(html) => html_response(html),
+        Err(resp) => resp,
     }
 }
 

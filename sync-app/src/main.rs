@@ -4,12 +4,14 @@
 //! So far only the database commands exist (`migrate`, `prune`); `serve`, `sync`, `demo`
 //! and `fake-erp` arrive with the sync-app issue.
 
+mod configuration;
+
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use joblog::{JobLogger, PruneOptions};
 
-const DEFAULT_DATABASE_URL: &str = "sqlite://sync-app.db?mode=rwc";
+use configuration::Settings;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -19,7 +21,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+    let settings = Settings::from_env().context("invalid configuration")?;
+    tracing::debug!(?settings, "configuration");
+    let url = settings.database_url.clone();
     match args.first().map(String::as_str) {
         Some("migrate") => {
             let logger = JobLogger::connect(&url)

@@ -108,12 +108,19 @@ fn render(state: &AppState, req: &Request, template: &str, ctx: Value) -> Respon
     }
 }
 
+impl Failure {
+    /// The HTTP status and the message for the user.
+    fn into_parts(self) -> (StatusCode, String) {
+        match self {
+            Failure::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            Failure::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            Failure::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
+        }
+    }
+}
+
 fn failure_page(state: &AppState, req: &Request, failure: Failure) -> Response {
-    let (status, message) = match failure {
-        Failure::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
-        Failure::NotFound(m) => (StatusCode::NOT_FOUND, m),
-        Failure::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
-    };
+    let (status, message) = failure.into_parts();
     let ctx = minijinja::context! {
         status => status.as_u16(),
         reason => status.canonical_reason().unwrap_or(""),
@@ -567,18 +574,10 @@ pub(crate) async fn run_lines(req: &Request, Path(id): Path<String>, state: Stat
     .await;
     let (status, body) = match answer {
         Ok(a) => (StatusCode::OK, serde_json::to_string(&a).unwrap_or_default()),
-        Err(Failure::BadRequest(m)) => (
-            StatusCode::BAD_REQUEST,
-            serde_json::json!({ "error": m }).to_string(),
-        ),
-        Err(Failure::NotFound(m)) => (
-            StatusCode::NOT_FOUND,
-            serde_json::json!({ "error": m }).to_string(),
-        ),
-        Err(Failure::Internal(m)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            serde_json::json!({ "error": m }).to_string(),
-        ),
+        Err(f) => {
+            let (status, message) = f.into_parts();
+            (status, serde_json::json!({ "error": message }).to_string())
+        }
     };
     Response::builder()
         .status(status)

@@ -8,23 +8,23 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The SQLite file used when `DATABASE_URL` is not set.
-pub(crate) const DEFAULT_DATABASE_URL: &str = "sqlite://sync-app.db?mode=rwc";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://sync-app.db?mode=rwc";
 
 /// Everything sync-app reads from its environment.
 #[derive(Clone)]
-pub(crate) struct Settings {
+pub struct Settings {
     /// Where runs and open orders are stored.
-    pub(crate) database_url: String,
+    pub database_url: String,
     /// The ERP's SQL Server, as an ADO connection string (`MSSQL_URL`); may hold a password.
-    pub(crate) mssql_url: Option<String>,
+    pub mssql_url: Option<String>,
     /// HTTP Basic credentials for the pages (`ADMIN_USER` / `ADMIN_PASSWORD`).
-    pub(crate) admin: Option<(String, String)>,
+    pub admin: Option<(String, String)>,
     /// Where the web UI listens (`BIND`).
-    pub(crate) bind: SocketAddr,
+    pub bind: SocketAddr,
     /// How often the sync runs (`SYNC_INTERVAL`: `30s`, `5m`, `1h`).
-    pub(crate) sync_interval: Duration,
+    pub sync_interval: Duration,
     /// The SELECT that returns the open orders (`SOURCE_QUERY`), if not the default.
-    pub(crate) source_query: Option<String>,
+    pub source_query: Option<String>,
 }
 
 impl fmt::Debug for Settings {
@@ -42,11 +42,11 @@ impl fmt::Debug for Settings {
 
 /// A setting that is missing or malformed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ConfigError {
+pub struct ConfigError {
     /// The variable, e.g. `SYNC_INTERVAL`.
-    pub(crate) variable: &'static str,
+    pub variable: &'static str,
     /// What it expects.
-    pub(crate) expected: String,
+    pub expected: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -59,12 +59,12 @@ impl std::error::Error for ConfigError {}
 
 impl Settings {
     /// Reads the settings from the process environment.
-    pub(crate) fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_map(&std::env::vars().collect())
     }
 
     /// Reads the settings from `vars` (empty values count as unset).
-    pub(crate) fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let get = |k: &str| {
             vars.get(k)
                 .map(|v| v.trim())
@@ -129,7 +129,7 @@ impl Settings {
 }
 
 /// `30s`, `5m`, `1h`, `1h30m`, `90` (seconds); at least one second, at most a week.
-pub(crate) fn parse_interval(text: &str) -> Option<Duration> {
+pub fn parse_interval(text: &str) -> Option<Duration> {
     let text = text.trim();
     if let Ok(secs) = text.parse::<u64>() {
         return (1..=7 * 86_400)
@@ -159,7 +159,7 @@ pub(crate) fn parse_interval(text: &str) -> Option<Duration> {
 }
 
 /// A database URL with its password replaced, for logs.
-pub(crate) fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

@@ -4,7 +4,7 @@
 //! So far only the database commands exist (`migrate`, `prune`); `serve`, `sync`, `demo`
 //! and `fake-erp` arrive with the sync-app issue.
 
-mod configuration;
+use sync_app::configuration;
 
 use std::time::Duration;
 

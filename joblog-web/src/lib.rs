@@ -24,15 +24,16 @@ mod auth;
 mod config;
 mod format;
 mod handlers;
+mod shell;
 mod templates;
 
 pub use auth::BasicAuth;
 pub use config::{NavLink, WebConfig};
+pub use shell::{Shell, security_headers};
 
 use std::sync::Arc;
 
 use joblog::JobLogger;
-use poem::middleware::SetHeader;
 use poem::{EndpointExt, Route, get};
 
 /// What every handler shares.
@@ -54,15 +55,7 @@ pub fn router(logger: JobLogger, config: WebConfig) -> Route {
         list_cache: handlers::PageCache::default(),
         asset_version: templates::asset_version(),
     });
-    let headers = SetHeader::new()
-        .overriding(
-            "Content-Security-Policy",
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-        )
-        .overriding("X-Content-Type-Options", "nosniff")
-        .overriding("X-Frame-Options", "DENY")
-        .overriding("Referrer-Policy", "same-origin");
+    let headers = security_headers();
     let pages = Route::new()
         .at("/", get(handlers::run_list))
         .at("/job_logs", get(handlers::run_list))

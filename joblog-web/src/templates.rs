@@ -2,8 +2,11 @@
 
 use minijinja::{Environment, Value};
 
+/// The layout every page extends (also offered to hosts through [`crate::Shell`]).
+pub(crate) const LAYOUT: &str = include_str!("../templates/layout.html");
+
 const TEMPLATES: [(&str, &str); 5] = [
-    ("layout.html", include_str!("../templates/layout.html")),
+    ("layout.html", LAYOUT),
     ("runs.html", include_str!("../templates/runs.html")),
     ("run.html", include_str!("../templates/run.html")),
     ("jobs.html", include_str!("../templates/jobs.html")),

@@ -9,8 +9,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use futures::FutureExt;
 use joblog_migrations::JoblogMigrator;
-use joblog_migrations::sea_orm_migration::MigratorTrait;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::naming::{NewRun, Reservations, base_name, insert_run};
@@ -224,68 +223,7 @@ impl JobLogger {
     /// start at once on PostgreSQL or MySQL (a database lock serialises them). joblog's
     /// history lives in its own table, `joblog_migrations`.
     pub async fn migrate(&self) -> Result<()> {
-        let db = self.db();
-        match db.get_database_backend() {
-            DbBackend::Postgres => {
-                let txn = db.begin().await?;
-                let result = match txn
-                    .execute_unprepared("SELECT pg_advisory_xact_lock(7411150263)")
-                    .await
-                {
-                    Ok(_) => JoblogMigrator::up(&txn, None).await,
-                    Err(e) => Err(e),
-                };
-                match result {
-                    Ok(()) => txn.commit().await?,
-                    Err(e) => {
-                        crate::writer::rollback(txn).await;
-                        return Err(e.into());
-                    }
-                }
-            }
-            DbBackend::MySql => {
-                // GET_LOCK is held by the session: run everything on one connection.
-                let txn = db.begin().await?;
-                let got: Option<i64> = match txn
-                    .query_one_raw(sea_orm::Statement::from_string(
-                        DbBackend::MySql,
-                        "SELECT GET_LOCK('joblog_migrate', 60)",
-                    ))
-                    .await?
-                {
-                    Some(row) => row.try_get_by_index(0)?,
-                    None => None,
-                };
-                if got != Some(1) {
-                    crate::writer::rollback(txn).await;
-                    return Err(Error::Db(sea_orm::DbErr::Migration(
-                        "another process held the joblog_migrate lock for 60 s".into(),
-                    )));
-                }
-                let result = JoblogMigrator::up(&txn, None).await;
-                txn.execute_unprepared("SELECT RELEASE_LOCK('joblog_migrate')")
-                    .await?;
-                txn.commit().await?;
-                result?;
-            }
-            _ => {
-                // SQLite has no advisory lock: a second process migrating at the same time
-                // finds the tables made (IF NOT EXISTS) and loses the race for the history
-                // row; once the winner is done its retry sees nothing pending.
-                let mut attempt = 0;
-                loop {
-                    match JoblogMigrator::up(db, None).await {
-                        Ok(()) => break,
-                        Err(e) if attempt < 20 => {
-                            attempt += 1;
-                            tracing::debug!(error = %e, attempt, "joblog: migration raced, retrying");
-                            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-        }
+        joblog_migrations::up_locked::<JoblogMigrator>(self.db(), 7411150263, "joblog_migrate").await?;
         Ok(())
     }
 

@@ -5,9 +5,14 @@
 //! joblog's run side by side on one database without seeing each other's history.
 //!
 //! - [`JoblogMigrator`]: `job_logs` and `job_log_details`, tracked in `joblog_migrations`.
+//! - [`SyncAppMigrator`]: sync-app's `open_orders`, tracked in `sync_app_migrations`.
 
 mod joblog;
+mod run;
+mod sync_app;
 mod types;
 
 pub use joblog::JoblogMigrator;
+pub use run::up_locked;
+pub use sync_app::SyncAppMigrator;
 pub use sea_orm_migration;

@@ -1,0 +1,361 @@
+//! Reading `open_orders` for the page: search, sort, pages, totals, last sync.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+
+use super::OpenOrder;
+
+/// Largest page size accepted.
+pub const MAX_PER_PAGE: u32 = 500;
+
+/// Columns the page can sort by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    /// Order number, then line (the default).
+    #[default]
+    Order,
+    /// Order date.
+    OrderDate,
+    /// Requested date.
+    RequestedDate,
+    /// Promised date.
+    PromisedDate,
+    /// Customer name.
+    Customer,
+    /// Item code.
+    Item,
+    /// Open quantity.
+    QtyOpen,
+    /// Line amount.
+    Amount,
+    /// Status text.
+    Status,
+}
+
+impl Sort {
+    /// Every sort, with its URL key.
+    pub const ALL: [(Sort, &'static str); 9] = [
+        (Sort::Order, "order"),
+        (Sort::OrderDate, "order_date"),
+        (Sort::RequestedDate, "requested_date"),
+        (Sort::PromisedDate, "promised_date"),
+        (Sort::Customer, "customer"),
+        (Sort::Item, "item"),
+        (Sort::QtyOpen, "qty_open"),
+        (Sort::Amount, "amount"),
+        (Sort::Status, "status"),
+    ];
+
+    /// The URL key.
+    pub fn key(self) -> &'static str {
+        Self::ALL.iter().find(|(s, _)| *s == self).map_or("order", |(_, k)| k)
+    }
+
+    fn expression(self, backend: DbBackend) -> String {
+        let number = |col: &str| match backend {
+            DbBackend::Sqlite => format!("CAST({col} AS REAL)"),
+            _ => col.to_string(),
+        };
+        match self {
+            Sort::Order => "order_no".into(),
+            Sort::OrderDate => "order_date".into(),
+            Sort::RequestedDate => "requested_date".into(),
+            Sort::PromisedDate => "promised_date".into(),
+            Sort::Customer => "customer_name".into(),
+            Sort::Item => "item_code".into(),
+            Sort::QtyOpen => number("qty_open"),
+            Sort::Amount => number("line_amount"),
+            Sort::Status => "status".into(),
+        }
+    }
+}
+
+impl FromStr for Sort {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == s)
+            .map(|(sort, _)| *sort)
+            .ok_or_else(|| format!("unknown sort `{s}`"))
+    }
+}
+
+/// What the page asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderQuery {
+    /// Matches an order number exactly, or the start of a customer code / item code, or
+    /// any part of a customer name / item description (case-insensitive for ASCII).
+    pub search: Option<String>,
+    /// Sort column.
+    pub sort: Sort,
+    /// Descending.
+    pub descending: bool,
+    /// 1-based page.
+    pub page: u32,
+    /// Rows per page (clamped to 1..=[`MAX_PER_PAGE`]).
+    pub per_page: u32,
+}
+
+impl Default for OrderQuery {
+    fn default() -> Self {
+        Self { search: None, sort: Sort::Order, descending: false, page: 1, per_page: 50 }
+    }
+}
+
+/// A row of `open_orders`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOrder {
+    /// Surrogate key (the order in which the sync inserted it).
+    pub id: i64,
+    /// The order line.
+    pub order: OpenOrder,
+    /// When the sync that wrote it ran.
+    pub synced_at: DateTime<Utc>,
+}
+
+/// One page plus totals over every matching row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrdersPage {
+    /// The rows of this page.
+    pub rows: Vec<StoredOrder>,
+    /// Rows matching the search.
+    pub total_rows: u64,
+    /// Sum of `line_amount` per currency over the matching rows.
+    pub amount_by_currency: BTreeMap<String, Decimal>,
+}
+
+const SELECT: &str = "id, order_no, line_no, customer_code, customer_name, item_code, item_description, \
+     qty_ordered, qty_shipped, qty_open, unit_price, line_amount, currency, order_date, requested_date, \
+     promised_date, warehouse, status, rush, erp_modified_at, synced_at";
+
+fn decimals(backend: DbBackend) -> String {
+    // Exact decimals come back as text on every backend.
+    let cast = |c: &str| match backend {
+        DbBackend::Postgres => format!("{c}::text AS {c}"),
+        DbBackend::MySql => format!("CAST({c} AS CHAR) AS {c}"),
+        _ => c.to_string(),
+    };
+    let dates = |c: &str| match backend {
+        DbBackend::Postgres => format!("{c}::text AS {c}"),
+        DbBackend::MySql => format!("CAST({c} AS CHAR) AS {c}"),
+        _ => c.to_string(),
+    };
+    let mut cols: Vec<String> = Vec::new();
+    for c in SELECT.split(", ") {
+        cols.push(match c {
+            "qty_ordered" | "qty_shipped" | "qty_open" | "unit_price" | "line_amount" => cast(c),
+            "order_date" | "requested_date" | "promised_date" => dates(c),
+            "rush" => "CASE WHEN rush THEN 1 ELSE 0 END AS rush".into(),
+            _ => c.to_string(),
+        });
+    }
+    cols.join(", ")
+}
+
+struct Where {
+    sql: String,
+    values: Vec<Value>,
+}
+
+fn placeholder(backend: DbBackend, n: usize) -> String {
+    match backend {
+        DbBackend::Postgres => format!("${n}"),
+        _ => "?".into(),
+    }
+}
+
+/// Escapes LIKE wildcards (escape character `!`).
+fn like_escape(s: &str) -> String {
+    s.replace('!', "!!").replace('%', "!%").replace('_', "!_")
+}
+
+fn search_clause(backend: DbBackend, search: Option<&str>) -> Where {
+    let Some(term) = search.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Where { sql: String::new(), values: Vec::new() };
+    };
+    let like = if backend == DbBackend::Postgres { "ILIKE" } else { "LIKE" };
+    let mut values: Vec<Value> = Vec::new();
+    let mut parts = Vec::new();
+    if let Ok(n) = term.parse::<i64>() {
+        values.push(n.into());
+        parts.push(format!("order_no = {}", placeholder(backend, values.len())));
+    }
+    let prefix = format!("{}%", like_escape(term));
+    let contains = format!("%{}%", like_escape(term));
+    for (col, pattern) in [
+        ("customer_code", &prefix),
+        ("item_code", &prefix),
+        ("customer_name", &contains),
+        ("item_description", &contains),
+    ] {
+        values.push(pattern.clone().into());
+        parts.push(format!("{col} {like} {} ESCAPE '!'", placeholder(backend, values.len())));
+    }
+    Where { sql: format!(" WHERE ({})", parts.join(" OR ")), values }
+}
+
+fn text(row: &QueryResult, col: &str) -> Result<String, DbErr> {
+    row.try_get::<String>("", col)
+}
+
+fn decimal(row: &QueryResult, col: &str) -> Result<Decimal, DbErr> {
+    let t = text(row, col)?;
+    Decimal::from_str(&t).map_err(|e| DbErr::Type(format!("{col}: `{t}` is not a decimal: {e}")))
+}
+
+fn date(row: &QueryResult, col: &str) -> Result<Option<NaiveDate>, DbErr> {
+    match row.try_get::<Option<String>>("", col)? {
+        None => Ok(None),
+        Some(t) => NaiveDate::parse_from_str(&t, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|e| DbErr::Type(format!("{col}: `{t}` is not a date: {e}"))),
+    }
+}
+
+fn stored(row: &QueryResult) -> Result<StoredOrder, DbErr> {
+    let modified: Option<DateTime<Utc>> = row.try_get("", "erp_modified_at")?;
+    let rush: i64 = row.try_get::<i32>("", "rush").map(i64::from).or_else(|_| row.try_get("", "rush"))?;
+    Ok(StoredOrder {
+        id: row.try_get("", "id")?,
+        order: OpenOrder {
+            order_no: row.try_get("", "order_no")?,
+            line_no: row.try_get("", "line_no")?,
+            customer_code: text(row, "customer_code")?,
+            customer_name: text(row, "customer_name")?,
+            item_code: text(row, "item_code")?,
+            item_description: row.try_get("", "item_description")?,
+            qty_ordered: decimal(row, "qty_ordered")?,
+            qty_shipped: decimal(row, "qty_shipped")?,
+            qty_open: decimal(row, "qty_open")?,
+            unit_price: decimal(row, "unit_price")?,
+            line_amount: decimal(row, "line_amount")?,
+            currency: text(row, "currency")?,
+            order_date: date(row, "order_date")?
+                .ok_or_else(|| DbErr::Type("order_date is NULL".into()))?,
+            requested_date: date(row, "requested_date")?,
+            promised_date: date(row, "promised_date")?,
+            warehouse: row.try_get("", "warehouse")?,
+            status: text(row, "status")?,
+            rush: rush != 0,
+            erp_modified_at: modified.map(|m| m.naive_utc()),
+        },
+        synced_at: row.try_get("", "synced_at")?,
+    })
+}
+
+/// One page of open orders with totals over the whole search.
+pub async fn page(db: &impl ConnectionTrait, q: &OrderQuery) -> Result<OrdersPage, DbErr> {
+    let backend = db.get_database_backend();
+    let per_page = q.per_page.clamp(1, MAX_PER_PAGE);
+    let page = q.page.max(1);
+    let filter = search_clause(backend, q.search.as_deref());
+    let dir = if q.descending { "DESC" } else { "ASC" };
+    let order = format!(
+        "{} {dir}, order_no {dir}, line_no {dir}",
+        q.sort.expression(backend)
+    );
+    let offset = u64::from(page - 1) * u64::from(per_page);
+    let sql = format!(
+        "SELECT {} FROM open_orders{} ORDER BY {order} LIMIT {per_page} OFFSET {offset}",
+        decimals(backend),
+        filter.sql
+    );
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, filter.values.clone()))
+        .await?
+        .iter()
+        .map(stored)
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let (total_rows, amount_by_currency) = totals(db, &filter).await?;
+    Ok(OrdersPage { rows, total_rows, amount_by_currency })
+}
+
+/// Row count and exact `line_amount` sums per currency of the rows matching `filter`.
+async fn totals(
+    db: &impl ConnectionTrait,
+    filter: &Where,
+) -> Result<(u64, BTreeMap<String, Decimal>), DbErr> {
+    let backend = db.get_database_backend();
+    // SQLite keeps decimals as canonical text with exactly two decimals: dropping the
+    // point gives whole cents, summed exactly as integers. Amounts too long for a 64-bit
+    // integer, or a sum that overflows one, are summed here instead, exactly.
+    let (sum, check) = match backend {
+        DbBackend::Sqlite => (
+            "CAST(SUM(CAST(REPLACE(line_amount, '.', '') AS INTEGER)) AS TEXT)",
+            ", MAX(LENGTH(line_amount)) AS longest",
+        ),
+        DbBackend::Postgres => ("SUM(line_amount)::text", ""),
+        _ => ("CAST(SUM(line_amount) AS CHAR)", ""),
+    };
+    let sql = format!(
+        "SELECT currency, COUNT(*) AS n, {sum} AS total{check} FROM open_orders{} GROUP BY currency",
+        filter.sql
+    );
+    let result = db
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, filter.values.clone()))
+        .await;
+    let rows = match result {
+        Ok(rows) => rows,
+        Err(e) if backend == DbBackend::Sqlite && e.to_string().contains("integer overflow") => {
+            return totals_by_hand(db, filter).await;
+        }
+        Err(e) => return Err(e),
+    };
+    let mut total_rows = 0u64;
+    let mut by_currency = BTreeMap::new();
+    for row in rows {
+        if backend == DbBackend::Sqlite && row.try_get::<i64>("", "longest")? >= 19 {
+            return totals_by_hand(db, filter).await;
+        }
+        let n: i64 = row.try_get("", "n")?;
+        total_rows += n as u64;
+        let mut total = decimal(&row, "total")?;
+        if backend == DbBackend::Sqlite {
+            total.set_scale(2).map_err(|e| DbErr::Type(e.to_string()))?;
+        }
+        by_currency.insert(text(&row, "currency")?, total);
+    }
+    Ok((total_rows, by_currency))
+}
+
+/// The exact sums computed from every matching row (SQLite, amounts beyond 64-bit cents).
+async fn totals_by_hand(
+    db: &impl ConnectionTrait,
+    filter: &Where,
+) -> Result<(u64, BTreeMap<String, Decimal>), DbErr> {
+    let sql = format!("SELECT currency, line_amount FROM open_orders{}", filter.sql);
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            filter.values.clone(),
+        ))
+        .await?;
+    let mut by_currency = BTreeMap::<String, Decimal>::new();
+    for row in &rows {
+        let amount = decimal(row, "line_amount")?;
+        let slot = by_currency.entry(text(row, "currency")?).or_default();
+        *slot = slot
+            .checked_add(amount)
+            .ok_or_else(|| DbErr::Type("line_amount total exceeds 28 digits".into()))?;
+    }
+    Ok((rows.len() as u64, by_currency))
+}
+
+/// When the current snapshot was written (`synced_at` of its rows), if there is one.
+pub async fn snapshot_time(db: &impl ConnectionTrait) -> Result<Option<DateTime<Utc>>, DbErr> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT synced_at FROM open_orders ORDER BY id LIMIT 1",
+        ))
+        .await?;
+    row.map(|r| r.try_get("", "synced_at")).transpose()
+}

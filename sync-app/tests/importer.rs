@@ -1,0 +1,298 @@
+//! OpenOrdersImporter on SQLite, PostgreSQL and MySQL: exact round trips, atomic
+//! replacement, failures that leave the previous snapshot intact, readers that never see
+//! a partial table.
+
+mod common;
+
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use futures::{Stream, StreamExt, stream};
+use rust_decimal::Decimal;
+use sea_orm::{ConnectionTrait, Statement};
+use sync_app::erp::{RowError, SourceError};
+use sync_app::open_orders::query::{self, OrderQuery};
+use sync_app::open_orders::{ImportError, OpenOrder, OpenOrdersImporter, Progress};
+
+use common::TestDb;
+
+#[derive(Default)]
+struct Lines(Mutex<Vec<String>>);
+
+impl Progress for Lines {
+    fn info(&self, m: String) {
+        self.0.lock().unwrap().push(m);
+    }
+    fn warn(&self, m: String) {
+        self.0.lock().unwrap().push(format!("WARN {m}"));
+    }
+}
+
+impl Lines {
+    fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+/// Order line `i` of a generation: awkward values on purpose (text that needs escaping
+/// in COPY, non-ASCII, extreme decimals, NULLs).
+fn order(generation: u32, i: u64) -> OpenOrder {
+    let names = ["Müller GmbH", "Tab\there", "Line\nbreak", "Back\\slash", "O'Brien & Co", "日本商事"];
+    let mut qty_ordered = d("12.0000") + Decimal::from(i % 7);
+    if i % 97 == 0 {
+        qty_ordered = d("99999999999999.9999"); // decimal(18,4) at its limit
+    }
+    let qty_shipped = if i % 3 == 0 { d("0.0000") } else { d("1.2500") };
+    let mut qty_open = qty_ordered - qty_shipped;
+    qty_open.rescale(4);
+    let unit_price = if i % 50 == 0 { d("-1.5000") } else { d("1499.9900") };
+    let mut line_amount = (qty_open * unit_price).round_dp(2);
+    if i % 97 == 0 {
+        line_amount = d("99999999999999999.99");
+    }
+    line_amount.rescale(2);
+    OpenOrder {
+        order_no: 100_000 + i as i64,
+        line_no: 1 + generation as i32,
+        customer_code: format!("C{:05}", i % 500),
+        customer_name: names[i as usize % names.len()].to_string(),
+        item_code: format!("IT-{:04}", i % 1000),
+        item_description: (i % 4 != 0).then(|| format!("Widget {i} – gen {generation}")),
+        qty_ordered,
+        qty_shipped,
+        qty_open,
+        unit_price,
+        line_amount,
+        currency: ["EUR", "USD", "GBP"][i as usize % 3].to_string(),
+        order_date: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Days::new(i % 300),
+        requested_date: (i % 2 == 0).then(|| NaiveDate::from_ymd_opt(2026, 12, 31).unwrap()),
+        promised_date: (i % 5 == 0).then(|| NaiveDate::from_ymd_opt(2027, 1, 15).unwrap()),
+        warehouse: (i % 6 != 0).then(|| "W1".to_string()),
+        status: "Open".into(),
+        rush: i % 11 == 0,
+        erp_modified_at: (i % 9 != 0).then(|| {
+            NaiveDateTime::parse_from_str("2026-11-20 08:15:30.123", "%Y-%m-%d %H:%M:%S%.f").unwrap()
+        }),
+    }
+}
+
+fn rows(generation: u32, n: u64) -> impl Stream<Item = Result<OpenOrder, SourceError>> + Send {
+    stream::iter((0..n).map(move |i| Ok(order(generation, i))))
+}
+
+fn bad_row(at: u64) -> SourceError {
+    SourceError::Row(RowError {
+        row: Some(at),
+        order: Some((100_000 + at as i64, 1)),
+        column: "customer_code",
+        problem: "is NULL where a value is required".into(),
+    })
+}
+
+async fn setup(db: &TestDb) -> (joblog::JobLogger, OpenOrdersImporter) {
+    let logger = sync_app::database::open(&db.url).await.expect("open database");
+    let importer = OpenOrdersImporter::new(logger.db().clone());
+    (logger, importer)
+}
+
+/// Every row of `open_orders`, in id order, read through a separate connection.
+async fn all_rows(db: &TestDb) -> Vec<OpenOrder> {
+    let conn = db.fresh().await;
+    let q = OrderQuery { per_page: query::MAX_PER_PAGE, ..OrderQuery::default() };
+    let mut out = Vec::new();
+    let mut page = 1;
+    loop {
+        let p = query::page(&conn, &OrderQuery { page, ..q.clone() }).await.expect("page");
+        if p.rows.is_empty() {
+            break;
+        }
+        out.extend(p.rows.into_iter().map(|r| r.order));
+        page += 1;
+    }
+    conn.close().await.ok();
+    out
+}
+
+async fn count(conn: &impl ConnectionTrait) -> i64 {
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM open_orders",
+        ))
+        .await
+        .expect("count")
+        .unwrap();
+    row.try_get::<i64>("", "n").expect("n")
+}
+
+async fn replaces_exactly_and_atomically(db: TestDb) {
+    let (logger, importer) = setup(&db).await;
+    let lines = Lines::default();
+    let stats = importer.replace(rows(0, 25_000), &lines).await.expect("first import");
+    assert_eq!((stats.fetched, stats.inserted, stats.previous, stats.batches), (25_000, 25_000, 0, 3));
+    let stored = all_rows(&db).await;
+    assert_eq!(stored.len(), 25_000);
+    for (i, got) in stored.iter().enumerate() {
+        assert_eq!(got, &order(0, i as u64), "row {i} round-trips exactly");
+    }
+    let log = lines.all();
+    for expected in [
+        "Fetched 25,000 open orders in",
+        "Replacing open_orders in one transaction (25,000 rows, 3 batches)",
+        "Batch 1/3 (10,000 rows)",
+        "Batch 2/3 (10,000 rows)",
+        "Batch 3/3 (5,000 rows)",
+        "Replaced open_orders: 25,000 rows (previous snapshot: 0 rows)",
+    ] {
+        assert!(log.iter().any(|l| l.starts_with(expected)), "missing `{expected}` in {log:#?}");
+    }
+    // Totals are exact on every backend.
+    let conn = db.fresh().await;
+    let page = query::page(&conn, &OrderQuery::default()).await.unwrap();
+    assert_eq!(page.total_rows, 25_000);
+    let mut expected = std::collections::BTreeMap::<String, Decimal>::new();
+    for i in 0..25_000 {
+        let o = order(0, i);
+        *expected.entry(o.currency).or_default() += o.line_amount;
+    }
+    assert_eq!(page.amount_by_currency, expected);
+
+    // A second import replaces everything.
+    let stats = importer.replace(rows(1, 3), &lines).await.expect("second import");
+    assert_eq!((stats.inserted, stats.previous), (3, 25_000));
+    let stored = all_rows(&db).await;
+    assert_eq!(stored, (0..3).map(|i| order(1, i)).collect::<Vec<_>>());
+    let page = query::page(&conn, &OrderQuery::default()).await.unwrap();
+    let mut expected = std::collections::BTreeMap::<String, Decimal>::new();
+    for o in &stored {
+        *expected.entry(o.currency.clone()).or_default() += o.line_amount;
+    }
+    assert_eq!((page.total_rows, page.amount_by_currency), (3, expected));
+
+    // An empty source empties the table, with a warning.
+    let lines = Lines::default();
+    importer.replace(rows(2, 0), &lines).await.expect("empty import");
+    assert_eq!(count(&conn).await, 0);
+    assert!(lines.all().iter().any(|l| l.starts_with("WARN Source returned 0 rows")));
+    logger.flush().await.ok();
+}
+
+async fn a_source_failure_leaves_the_previous_snapshot(db: TestDb) {
+    let (logger, importer) = setup(&db).await;
+    importer.replace(rows(0, 1_000), &Lines::default()).await.expect("first import");
+    let before = all_rows(&db).await;
+    // Fails after 5,000 rows: several staged batches on every backend.
+    let failing = rows(1, 5_000).chain(stream::iter([Err(bad_row(5_000))])).chain(rows(1, 10));
+    let err = importer.replace(failing, &Lines::default()).await.unwrap_err();
+    match &err {
+        ImportError::Source { rows, .. } => assert_eq!(*rows, 5_000),
+        other => panic!("expected a source error, got {other:?}"),
+    }
+    let chain = format!("{:#}", anyhow::Error::from(err));
+    assert!(chain.contains("order 105000 line 1 (row 5001): column `customer_code` is NULL"), "{chain}");
+    assert_eq!(all_rows(&db).await, before, "previous snapshot intact");
+    // The connection the importer used is fine for the next import.
+    importer.replace(rows(2, 10), &Lines::default()).await.expect("import after failure");
+    assert_eq!(all_rows(&db).await.len(), 10);
+    logger.flush().await.ok();
+}
+
+async fn a_local_failure_leaves_the_previous_snapshot(db: TestDb) {
+    let (logger, importer) = setup(&db).await;
+    importer.replace(rows(0, 1_000), &Lines::default()).await.expect("first import");
+    let before = all_rows(&db).await;
+    // The same order line twice: the swap's INSERT hits the unique index in its second batch.
+    let dup = rows(1, 15_000).chain(rows(1, 1));
+    let err = importer.replace(dup, &Lines::default()).await.unwrap_err();
+    assert!(matches!(err, ImportError::Local { step: "replacing open_orders", .. }), "{err:?}");
+    assert_eq!(all_rows(&db).await, before, "previous snapshot intact");
+    importer.replace(rows(2, 10), &Lines::default()).await.expect("import after failure");
+    assert_eq!(all_rows(&db).await.len(), 10);
+    logger.flush().await.ok();
+}
+
+async fn readers_see_the_old_or_the_new_snapshot(db: TestDb) {
+    let (logger, importer) = setup(&db).await;
+    importer.replace(rows(0, 1_000), &Lines::default()).await.expect("first import");
+    let reader = db.fresh().await;
+    let done = AtomicBool::new(false);
+    let seen = Mutex::new(Vec::new());
+    // A slow source: 30,000 rows with pauses, so the reader polls throughout.
+    let slow = rows(1, 30_000).then(|r| async move {
+        if let Ok(o) = &r {
+            if o.order_no % 1_000 == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        r
+    });
+    let import = async {
+        let r = importer.replace(slow, &Lines::default()).await;
+        done.store(true, Ordering::SeqCst);
+        r
+    };
+    let poll = async {
+        while !done.load(Ordering::SeqCst) {
+            seen.lock().unwrap().push(count(&reader).await);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    let (result, ()) = tokio::join!(import, poll);
+    result.expect("import");
+    let seen = seen.into_inner().unwrap();
+    assert!(seen.iter().all(|n| *n == 1_000 || *n == 30_000), "partial snapshot seen: {seen:?}");
+    assert!(seen.contains(&1_000), "the reader polled during the import");
+    assert_eq!(count(&reader).await, 30_000);
+    logger.flush().await.ok();
+}
+
+/// While rows are being staged, joblog can still write (on SQLite, a long write
+/// transaction would block it): the stream only goes on once a run written in the middle
+/// of the import is durable.
+async fn joblog_writes_go_on_while_staging(db: TestDb) {
+    let (logger, importer) = setup(&db).await;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let rx = std::sync::Mutex::new(Some(rx));
+    let gated = rows(0, 20_000).then(|r| {
+        let wait = match &r {
+            Ok(o) if o.order_no == 110_000 => rx.lock().unwrap().take(),
+            _ => None,
+        };
+        async move {
+            if let Some(rx) = wait {
+                let _ = rx.await;
+            }
+            r
+        }
+    });
+    let lines = Lines::default();
+    let import = importer.replace(gated, &lines);
+    let side = async {
+        // Wait until the import has staged rows (its gate is reached), then write a run.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let run = logger.start("SideJob").await.expect("start");
+        run.detail("written while the import stages rows");
+        run.success().await.expect("success is durable");
+        tx.send(()).unwrap();
+    };
+    let (result, ()) = tokio::time::timeout(Duration::from_secs(60), async { tokio::join!(import, side) })
+        .await
+        .expect("joblog's write was blocked by the import");
+    result.expect("import");
+    logger.flush().await.ok();
+}
+
+backend_tests!(
+    replaces_exactly_and_atomically,
+    a_source_failure_leaves_the_previous_snapshot,
+    a_local_failure_leaves_the_previous_snapshot,
+    readers_see_the_old_or_the_new_snapshot,
+    joblog_writes_go_on_while_staging,
+);

@@ -44,7 +44,10 @@ struct NavView<'a> {
 impl Shell {
     /// The shell of pages configured like `config` (title, zone, navigation).
     pub fn new(config: WebConfig) -> Self {
-        Self { config, asset_version: crate::templates::asset_version() }
+        Self {
+            config,
+            asset_version: crate::templates::asset_version(),
+        }
     }
 
     /// Adds the layout to `env` as `joblog/layout.html`; a page extends it and fills
@@ -61,7 +64,12 @@ impl Shell {
             .config
             .nav
             .iter()
-            .map(|l| NavView { label: &l.label, href: &l.href, colour: &l.colour, icon: &l.icon })
+            .map(|l| NavView {
+                label: &l.label,
+                href: &l.href,
+                colour: &l.colour,
+                icon: &l.icon,
+            })
             .collect();
         context! {
             base => base.trim_end_matches('/'),

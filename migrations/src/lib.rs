@@ -14,5 +14,5 @@ mod types;
 
 pub use joblog::JoblogMigrator;
 pub use run::up_locked;
-pub use sync_app::SyncAppMigrator;
 pub use sea_orm_migration;
+pub use sync_app::SyncAppMigrator;

@@ -25,6 +25,13 @@ pub struct Settings {
     pub sync_interval: Duration,
     /// The SELECT that returns the open orders (`SOURCE_QUERY`), if not the default.
     pub source_query: Option<String>,
+    /// Whether `SYNC_INTERVAL` was given (the demo keeps its 30 s otherwise).
+    pub sync_interval_set: bool,
+    /// Zone of the times on the pages (`TIMEZONE`, an IANA name; default UTC).
+    pub timezone: joblog::Tz,
+    /// How long a running sync may take to finish after SIGTERM / Ctrl-C
+    /// (`SHUTDOWN_GRACE`, default 30s); after that it is cancelled and recorded as error.
+    pub shutdown_grace: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -36,6 +43,8 @@ impl fmt::Debug for Settings {
             .field("bind", &self.bind)
             .field("sync_interval", &self.sync_interval)
             .field("source_query", &self.source_query)
+            .field("timezone", &self.timezone)
+            .field("shutdown_grace", &self.shutdown_grace)
             .finish()
     }
 }
@@ -117,13 +126,30 @@ impl Settings {
                 expected: format!("a duration such as 30s, 5m or 1h (at least 1s), not {v:?}"),
             })?,
         };
+        let timezone = match get("TIMEZONE") {
+            None => joblog::Tz::UTC,
+            Some(z) => z.parse().map_err(|_| ConfigError {
+                variable: "TIMEZONE",
+                expected: format!("an IANA time zone such as Europe/Berlin or UTC, not {z:?}"),
+            })?,
+        };
+        let shutdown_grace = match get("SHUTDOWN_GRACE") {
+            None => Duration::from_secs(30),
+            Some(v) => parse_interval(&v).ok_or_else(|| ConfigError {
+                variable: "SHUTDOWN_GRACE",
+                expected: format!("a duration such as 10s or 1m (at least 1s), not {v:?}"),
+            })?,
+        };
         Ok(Self {
+            shutdown_grace,
             database_url,
             mssql_url: get("MSSQL_URL"),
             admin,
             bind,
             sync_interval,
             source_query: get("SOURCE_QUERY"),
+            sync_interval_set: get("SYNC_INTERVAL").is_some(),
+            timezone,
         })
     }
 }
@@ -237,6 +263,10 @@ mod tests {
                 .variable,
             "DATABASE_URL"
         );
+        let e = Settings::from_map(&vars(&[("TIMEZONE", "Mars/Olympus")])).unwrap_err();
+        assert_eq!(e.variable, "TIMEZONE");
+        let ok = Settings::from_map(&vars(&[("TIMEZONE", "Europe/Berlin")])).unwrap();
+        assert_eq!(ok.timezone, joblog::Tz::Europe__Berlin);
     }
 
     #[test]

@@ -3,16 +3,22 @@
 //!
 //! The binary (`src/main.rs`) is a thin command line over these modules:
 //!
+//! - [`cli`] and [`commands`]: the command line and what each command does.
 //! - [`configuration`]: settings from the environment and flags.
 //! - [`database`]: the local database, joblog's and sync-app's migrations.
 //! - [`erp`]: the source — SQL Server through tiberius, rows mapped by column name.
 //! - [`open_orders`]: the local table — record, atomic importer, page queries.
-//! - [`sync_job`]: `SyncOpenOrdersJob`, one sync logged step by step.
+//! - [`sync_job`]: `SyncOpenOrdersJob`, one sync logged step by step; [`runner`] repeats it.
+//! - [`web`]: the run pages, the Open Orders page and `/healthz`, behind Basic auth.
 //! - [`fake_erp`]: a SQL Server look-alike speaking TDS, for tests, benchmarks and the demo.
 
+pub mod cli;
+pub mod commands;
 pub mod configuration;
 pub mod database;
 pub mod erp;
 pub mod fake_erp;
 pub mod open_orders;
+pub mod runner;
 pub mod sync_job;
+pub mod web;

@@ -1,62 +1,62 @@
-//! sync-app: pulls open orders from an ERP's SQL Server into a local database every
-//! 5 minutes, logs each step with joblog and serves the run pages.
-//!
-//! So far only the database commands exist (`migrate`, `prune`); `serve`, `sync`, `demo`
-//! and `fake-erp` arrive with the sync-app issue.
+//! sync-app's command line; see `sync-app --help` and the `commands` module.
 
-use sync_app::configuration;
+use std::process::ExitCode;
 
-use std::time::Duration;
-
-use anyhow::{Context, bail};
-use joblog::{JobLogger, PruneOptions};
-
-use configuration::Settings;
+use sync_app::configuration::Settings;
+use sync_app::{cli, commands};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,tiberius=warn".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let settings = Settings::from_env().context("invalid configuration")?;
+    let cli = match cli::parse(&args) {
+        Ok(cli) => cli,
+        Err(message) if message.is_empty() => {
+            print!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("error: {message}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match Settings::from_map(&cli.environment(std::env::vars().collect())) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     tracing::debug!(?settings, "configuration");
-    let url = settings.database_url.clone();
-    match args.first().map(String::as_str) {
-        Some("migrate") => {
-            let logger = JobLogger::connect(&url)
-                .await
-                .context("connecting to DATABASE_URL")?;
-            logger.migrate().await.context("running joblog migrations")?;
-            println!("migrations applied");
+    let result = match cli.command.as_str() {
+        "migrate" => commands::migrate(&settings).await,
+        "prune" => commands::prune(&settings, cli.args.first().map(String::as_str)).await,
+        "sync" => match commands::sync(&settings).await {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
+        "serve" => commands::serve(&settings).await,
+        "demo" => commands::demo(&settings).await,
+        "fake-erp" => commands::fake_erp(&cli).await,
+        _ => unreachable!("cli::parse accepts only known commands"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A configuration error is the user's to fix: exit 2, the message only.
+            if let Some(config) = e.downcast_ref::<sync_app::configuration::ConfigError>() {
+                eprintln!("error: {config}");
+                return ExitCode::from(2);
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
-        Some("prune") => {
-            let days: u64 = match args.get(1) {
-                Some(d) => d.parse().context("prune takes a number of days")?,
-                None => 30,
-            };
-            let logger = JobLogger::connect(&url)
-                .await
-                .context("connecting to DATABASE_URL")?;
-            logger.migrate().await.context("running joblog migrations")?;
-            let stats = logger
-                .prune(&PruneOptions {
-                    older_than: Some(Duration::from_secs(days * 86_400)),
-                    keep_last: None,
-                })
-                .await
-                .context("pruning old runs")?;
-            println!(
-                "pruned {} runs and {} details older than {days} days",
-                stats.runs, stats.details
-            );
-        }
-        Some(cmd @ ("serve" | "sync" | "demo" | "fake-erp")) => {
-            bail!("`sync-app {cmd}` is not available yet (tracked in the sync-app issue)")
-        }
-        _ => bail!("usage: sync-app <migrate|prune [DAYS]|serve|sync|demo|fake-erp>"),
     }
-    Ok(())
 }

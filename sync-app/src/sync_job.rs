@@ -34,13 +34,19 @@ fn one_line(query: &str, max: usize) -> String {
 impl SyncOpenOrdersJob {
     /// A job reading `query` from `source` into the `open_orders` table of `db`.
     pub fn new(source: ErpSource, query: impl Into<String>, db: DatabaseConnection) -> Self {
-        Self { source, query: query.into(), importer: OpenOrdersImporter::new(db) }
+        Self {
+            source,
+            query: query.into(),
+            importer: OpenOrdersImporter::new(db),
+        }
     }
 
     /// Runs one sync as a joblog run of [`JOB_NAME`]: processing, the steps, then success,
     /// or error with the whole cause chain. Returns the statistics or that error.
     pub async fn run(&self, logger: &JobLogger) -> anyhow::Result<ImportStats> {
-        logger.run(JOB_NAME, |run| async move { self.execute(&run).await }).await
+        logger
+            .run(JOB_NAME, |run| async move { self.execute(&run).await })
+            .await
     }
 
     /// The steps, logged on `run` (which the caller started and will finish).
@@ -70,7 +76,11 @@ impl SyncOpenOrdersJob {
             thousands(stats.fetched),
             thousands(stats.inserted),
             secs,
-            thousands(if secs > 0.0 { (stats.inserted as f64 / secs) as u64 } else { stats.inserted })
+            thousands(if secs > 0.0 {
+                (stats.inserted as f64 / secs) as u64
+            } else {
+                stats.inserted
+            })
         ));
         Ok(stats)
     }
@@ -80,7 +90,10 @@ impl SyncOpenOrdersJob {
 mod tests {
     #[test]
     fn one_line() {
-        assert_eq!(super::one_line("SELECT a,\n   b FROM v", 100), "SELECT a, b FROM v");
+        assert_eq!(
+            super::one_line("SELECT a,\n   b FROM v", 100),
+            "SELECT a, b FROM v"
+        );
         assert_eq!(super::one_line("SELECT abcdef", 6), "SELECT…");
     }
 }

@@ -44,7 +44,14 @@ fn d(s: &str) -> Decimal {
 /// Order line `i` of a generation: awkward values on purpose (text that needs escaping
 /// in COPY, non-ASCII, extreme decimals, NULLs).
 fn order(generation: u32, i: u64) -> OpenOrder {
-    let names = ["Müller GmbH", "Tab\there", "Line\nbreak", "Back\\slash", "O'Brien & Co", "日本商事"];
+    let names = [
+        "Müller GmbH",
+        "Tab\there",
+        "Line\nbreak",
+        "Back\\slash",
+        "O'Brien & Co",
+        "日本商事",
+    ];
     let mut qty_ordered = d("12.0000") + Decimal::from(i % 7);
     if i % 97 == 0 {
         qty_ordered = d("99999999999999.9999"); // decimal(18,4) at its limit
@@ -105,11 +112,16 @@ async fn setup(db: &TestDb) -> (joblog::JobLogger, OpenOrdersImporter) {
 /// Every row of `open_orders`, in id order, read through a separate connection.
 async fn all_rows(db: &TestDb) -> Vec<OpenOrder> {
     let conn = db.fresh().await;
-    let q = OrderQuery { per_page: query::MAX_PER_PAGE, ..OrderQuery::default() };
+    let q = OrderQuery {
+        per_page: query::MAX_PER_PAGE,
+        ..OrderQuery::default()
+    };
     let mut out = Vec::new();
     let mut page = 1;
     loop {
-        let p = query::page(&conn, &OrderQuery { page, ..q.clone() }).await.expect("page");
+        let p = query::page(&conn, &OrderQuery { page, ..q.clone() })
+            .await
+            .expect("page");
         if p.rows.is_empty() {
             break;
         }
@@ -135,8 +147,14 @@ async fn count(conn: &impl ConnectionTrait) -> i64 {
 async fn replaces_exactly_and_atomically(db: TestDb) {
     let (logger, importer) = setup(&db).await;
     let lines = Lines::default();
-    let stats = importer.replace(rows(0, 25_000), &lines).await.expect("first import");
-    assert_eq!((stats.fetched, stats.inserted, stats.previous, stats.batches), (25_000, 25_000, 0, 3));
+    let stats = importer
+        .replace(rows(0, 25_000), &lines)
+        .await
+        .expect("first import");
+    assert_eq!(
+        (stats.fetched, stats.inserted, stats.previous, stats.batches),
+        (25_000, 25_000, 0, 3)
+    );
     let stored = all_rows(&db).await;
     assert_eq!(stored.len(), 25_000);
     for (i, got) in stored.iter().enumerate() {
@@ -151,7 +169,10 @@ async fn replaces_exactly_and_atomically(db: TestDb) {
         "Batch 3/3 (5,000 rows)",
         "Replaced open_orders: 25,000 rows (previous snapshot: 0 rows)",
     ] {
-        assert!(log.iter().any(|l| l.starts_with(expected)), "missing `{expected}` in {log:#?}");
+        assert!(
+            log.iter().any(|l| l.starts_with(expected)),
+            "missing `{expected}` in {log:#?}"
+        );
     }
     // Totals are exact on every backend.
     let conn = db.fresh().await;
@@ -180,47 +201,81 @@ async fn replaces_exactly_and_atomically(db: TestDb) {
     let lines = Lines::default();
     importer.replace(rows(2, 0), &lines).await.expect("empty import");
     assert_eq!(count(&conn).await, 0);
-    assert!(lines.all().iter().any(|l| l.starts_with("WARN Source returned 0 rows")));
+    assert!(
+        lines
+            .all()
+            .iter()
+            .any(|l| l.starts_with("WARN Source returned 0 rows"))
+    );
     logger.flush().await.ok();
 }
 
 async fn a_source_failure_leaves_the_previous_snapshot(db: TestDb) {
     let (logger, importer) = setup(&db).await;
-    importer.replace(rows(0, 1_000), &Lines::default()).await.expect("first import");
+    importer
+        .replace(rows(0, 1_000), &Lines::default())
+        .await
+        .expect("first import");
     let before = all_rows(&db).await;
     // Fails after 5,000 rows: several staged batches on every backend.
-    let failing = rows(1, 5_000).chain(stream::iter([Err(bad_row(5_000))])).chain(rows(1, 10));
+    let failing = rows(1, 5_000)
+        .chain(stream::iter([Err(bad_row(5_000))]))
+        .chain(rows(1, 10));
     let err = importer.replace(failing, &Lines::default()).await.unwrap_err();
     match &err {
         ImportError::Source { rows, .. } => assert_eq!(*rows, 5_000),
         other => panic!("expected a source error, got {other:?}"),
     }
     let chain = format!("{:#}", anyhow::Error::from(err));
-    assert!(chain.contains("order 105000 line 1 (row 5001): column `customer_code` is NULL"), "{chain}");
+    assert!(
+        chain.contains("order 105000 line 1 (row 5001): column `customer_code` is NULL"),
+        "{chain}"
+    );
     assert_eq!(all_rows(&db).await, before, "previous snapshot intact");
     // The connection the importer used is fine for the next import.
-    importer.replace(rows(2, 10), &Lines::default()).await.expect("import after failure");
+    importer
+        .replace(rows(2, 10), &Lines::default())
+        .await
+        .expect("import after failure");
     assert_eq!(all_rows(&db).await.len(), 10);
     logger.flush().await.ok();
 }
 
 async fn a_local_failure_leaves_the_previous_snapshot(db: TestDb) {
     let (logger, importer) = setup(&db).await;
-    importer.replace(rows(0, 1_000), &Lines::default()).await.expect("first import");
+    importer
+        .replace(rows(0, 1_000), &Lines::default())
+        .await
+        .expect("first import");
     let before = all_rows(&db).await;
     // The same order line twice: the swap's INSERT hits the unique index in its second batch.
     let dup = rows(1, 15_000).chain(rows(1, 1));
     let err = importer.replace(dup, &Lines::default()).await.unwrap_err();
-    assert!(matches!(err, ImportError::Local { step: "replacing open_orders", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ImportError::Local {
+                step: "replacing open_orders",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(all_rows(&db).await, before, "previous snapshot intact");
-    importer.replace(rows(2, 10), &Lines::default()).await.expect("import after failure");
+    importer
+        .replace(rows(2, 10), &Lines::default())
+        .await
+        .expect("import after failure");
     assert_eq!(all_rows(&db).await.len(), 10);
     logger.flush().await.ok();
 }
 
 async fn readers_see_the_old_or_the_new_snapshot(db: TestDb) {
     let (logger, importer) = setup(&db).await;
-    importer.replace(rows(0, 1_000), &Lines::default()).await.expect("first import");
+    importer
+        .replace(rows(0, 1_000), &Lines::default())
+        .await
+        .expect("first import");
     let reader = db.fresh().await;
     let done = AtomicBool::new(false);
     let seen = Mutex::new(Vec::new());
@@ -247,7 +302,10 @@ async fn readers_see_the_old_or_the_new_snapshot(db: TestDb) {
     let (result, ()) = tokio::join!(import, poll);
     result.expect("import");
     let seen = seen.into_inner().unwrap();
-    assert!(seen.iter().all(|n| *n == 1_000 || *n == 30_000), "partial snapshot seen: {seen:?}");
+    assert!(
+        seen.iter().all(|n| *n == 1_000 || *n == 30_000),
+        "partial snapshot seen: {seen:?}"
+    );
     assert!(seen.contains(&1_000), "the reader polled during the import");
     assert_eq!(count(&reader).await, 30_000);
     logger.flush().await.ok();

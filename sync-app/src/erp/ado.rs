@@ -23,7 +23,11 @@ pub fn pairs(ado: &str) -> Vec<(String, String)> {
     let mut rest = ado;
     while !rest.trim().is_empty() {
         let Some(eq) = rest.find('=') else { break };
-        let key = rest[..eq].trim().trim_start_matches(';').trim().to_ascii_lowercase();
+        let key = rest[..eq]
+            .trim()
+            .trim_start_matches(';')
+            .trim()
+            .to_ascii_lowercase();
         let after = rest[eq + 1..].trim_start();
         let (value, next) = match after.chars().next() {
             Some(q @ ('"' | '\'')) => match after[1..].find(q) {
@@ -51,14 +55,19 @@ fn seconds(value: &str, key: &str) -> Result<Duration, String> {
     match value.trim().parse::<u64>() {
         Ok(0) => Err(format!("`{key}` must be at least 1 second")),
         Ok(s) => Ok(Duration::from_secs(s)),
-        Err(_) => Err(format!("`{key}` must be a whole number of seconds, got `{value}`")),
+        Err(_) => Err(format!(
+            "`{key}` must be a whole number of seconds, got `{value}`"
+        )),
     }
 }
 
 /// Reads `Connect Timeout` (also `Connection Timeout`, `Timeout`) and `Command Timeout`
 /// in seconds.
 pub fn timeouts(ado: &str) -> Result<Timeouts, String> {
-    let mut t = Timeouts { connect: DEFAULT_CONNECT_TIMEOUT, command: DEFAULT_COMMAND_TIMEOUT };
+    let mut t = Timeouts {
+        connect: DEFAULT_CONNECT_TIMEOUT,
+        command: DEFAULT_COMMAND_TIMEOUT,
+    };
     for (key, value) in pairs(ado) {
         match key.as_str() {
             "connect timeout" | "connection timeout" | "timeout" => t.connect = seconds(&value, &key)?,
@@ -84,7 +93,11 @@ mod tests {
         assert_eq!(t.connect, Duration::from_secs(5));
         assert_eq!(t.command, Duration::from_secs(120));
         assert_eq!(timeouts("server=x").unwrap().connect, DEFAULT_CONNECT_TIMEOUT);
-        assert!(timeouts("Connect Timeout=soon").unwrap_err().contains("connect timeout"));
+        assert!(
+            timeouts("Connect Timeout=soon")
+                .unwrap_err()
+                .contains("connect timeout")
+        );
         assert!(timeouts("Command Timeout=0").is_err());
     }
 }

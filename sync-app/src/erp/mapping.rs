@@ -61,7 +61,9 @@ impl ColumnMap {
         for (slot, field) in index.iter_mut().zip(FIELDS.iter()) {
             let found = columns.iter().position(|c| {
                 c.name().eq_ignore_ascii_case(field.name)
-                    || aliases(field.name).iter().any(|a| c.name().eq_ignore_ascii_case(a))
+                    || aliases(field.name)
+                        .iter()
+                        .any(|a| c.name().eq_ignore_ascii_case(a))
             });
             if found.is_none() && !field.nullable {
                 let names: Vec<&str> = columns.iter().map(Column::name).collect();
@@ -84,7 +86,12 @@ impl ColumnMap {
 
     /// Reads one row.
     pub fn map(&self, row: &Row, row_index: u64) -> Result<OpenOrder, RowError> {
-        let mut cells = Cells { row, map: self, row_index, order: None };
+        let mut cells = Cells {
+            row,
+            map: self,
+            row_index,
+            order: None,
+        };
         let order_no = cells.req(0, big_int)?;
         let line_no = cells.req(1, int)?;
         cells.order = Some((order_no, line_no));
@@ -123,12 +130,19 @@ type Convert<T> = fn(&ColumnData<'static>, &Field) -> Result<Option<T>, String>;
 
 impl Cells<'_> {
     fn error(&self, field: &Field, problem: String) -> RowError {
-        RowError { row: Some(self.row_index), order: self.order, column: field.name, problem }
+        RowError {
+            row: Some(self.row_index),
+            order: self.order,
+            column: field.name,
+            problem,
+        }
     }
 
     fn opt<T>(&self, i: usize, convert: Convert<T>) -> Result<Option<T>, RowError> {
         let field = &FIELDS[i];
-        let Some(idx) = self.map.index[i] else { return Ok(None) };
+        let Some(idx) = self.map.index[i] else {
+            return Ok(None);
+        };
         let data = self
             .row
             .get_column_data(idx)
@@ -202,7 +216,10 @@ fn text(data: &ColumnData<'static>, field: &Field) -> Result<Option<String>, Str
             Some(s) => {
                 let chars = s.chars().count();
                 if field.limit > 0 && chars > field.limit as usize {
-                    Err(format!("is {chars} characters long, the local column holds {}", field.limit))
+                    Err(format!(
+                        "is {chars} characters long, the local column holds {}",
+                        field.limit
+                    ))
                 } else {
                     Ok(Some(s.to_string()))
                 }
@@ -215,11 +232,8 @@ fn text(data: &ColumnData<'static>, field: &Field) -> Result<Option<String>, Str
 fn decimal(data: &ColumnData<'static>, field: &Field) -> Result<Option<Decimal>, String> {
     let value = match data {
         ColumnData::Numeric(None) => return Ok(None),
-        ColumnData::Numeric(Some(n)) => {
-            Decimal::try_from_i128_with_scale(n.value(), u32::from(n.scale())).map_err(|_| {
-                format!("value {n} has more digits than an exact decimal holds (28)")
-            })?
-        }
+        ColumnData::Numeric(Some(n)) => Decimal::try_from_i128_with_scale(n.value(), u32::from(n.scale()))
+            .map_err(|_| format!("value {n} has more digits than an exact decimal holds (28)"))?,
         other => match whole(other) {
             Ok(None) => return Ok(None),
             Ok(Some(v)) => Decimal::try_from_i128_with_scale(v, 0)
@@ -248,7 +262,9 @@ fn date(data: &ColumnData<'static>, _: &Field) -> Result<Option<NaiveDate>, Stri
     match data {
         ColumnData::Date(_) => NaiveDate::from_sql(data).map_err(|e| e.to_string()),
         ColumnData::DateTime(_) | ColumnData::DateTime2(_) | ColumnData::SmallDateTime(_) => {
-            Ok(NaiveDateTime::from_sql(data).map_err(|e| e.to_string())?.map(|d| d.date()))
+            Ok(NaiveDateTime::from_sql(data)
+                .map_err(|e| e.to_string())?
+                .map(|d| d.date()))
         }
         _ => Err(wrong("a date", data)),
     }
@@ -311,9 +327,17 @@ mod tests {
             ("unit_price", ColumnType::Decimaln, n(149_999, 4)),
             ("line_amount", ColumnType::Decimaln, n(142_499, 2)),
             ("currency", ColumnType::NVarchar, s("EUR")),
-            ("order_date", ColumnType::Daten, ColumnData::Date(Some(date(2026, 3, 1)))),
+            (
+                "order_date",
+                ColumnType::Daten,
+                ColumnData::Date(Some(date(2026, 3, 1))),
+            ),
             ("requested_date", ColumnType::Daten, ColumnData::Date(None)),
-            ("promised_date", ColumnType::Daten, ColumnData::Date(Some(date(2026, 4, 2)))),
+            (
+                "promised_date",
+                ColumnType::Daten,
+                ColumnData::Date(Some(date(2026, 4, 2))),
+            ),
             ("warehouse", ColumnType::NVarchar, s("W1")),
             ("rush", ColumnType::Bitn, ColumnData::Bit(Some(true))),
         ];
@@ -351,7 +375,10 @@ mod tests {
 
     #[test]
     fn bad_rows_name_the_order_and_the_column() {
-        let null = map(&row(&[("customer_code", ColumnType::NVarchar, ColumnData::String(None))], &[]));
+        let null = map(&row(
+            &[("customer_code", ColumnType::NVarchar, ColumnData::String(None))],
+            &[],
+        ));
         assert_eq!(
             null.unwrap_err().to_string(),
             "order 100042 line 3 (row 7): column `customer_code` is NULL where a value is required"
@@ -368,7 +395,11 @@ mod tests {
         assert!(e.to_string().contains("more than 4 decimal places"), "{e}");
         let text = ColumnData::String(Some("12.5".into()));
         let e = map(&row(&[("qty_open", ColumnType::NVarchar, text)], &[])).unwrap_err();
-        assert!(e.to_string().contains("should hold a decimal, but the source sent nvarchar"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("should hold a decimal, but the source sent nvarchar"),
+            "{e}"
+        );
         let long = ColumnData::String(Some("X".repeat(21).into()));
         let e = map(&row(&[("customer_code", ColumnType::NVarchar, long)], &[])).unwrap_err();
         assert!(e.to_string().contains("21 characters long"), "{e}");
@@ -386,7 +417,11 @@ mod tests {
 
     #[test]
     fn whole_numbers_are_accepted_as_decimals() {
-        let o = map(&row(&[("qty_open", ColumnType::Intn, ColumnData::I32(Some(7)))], &[])).unwrap();
+        let o = map(&row(
+            &[("qty_open", ColumnType::Intn, ColumnData::I32(Some(7)))],
+            &[],
+        ))
+        .unwrap();
         assert_eq!(o.qty_open.to_string(), "7.0000");
     }
 }

@@ -52,6 +52,9 @@ pub enum SourceError {
     /// The query failed or the connection broke while reading.
     #[error("reading open orders failed")]
     Query(#[source] tiberius::error::Error),
+    /// The server stopped answering in the middle of the query.
+    #[error("SQL Server sent nothing for {0} s (Command Timeout); the query was abandoned")]
+    Stalled(u64),
     /// A row or the result's columns do not fit the open-order record.
     #[error("a row from SQL Server does not fit the open-order record")]
     Row(#[source] RowError),
@@ -100,7 +103,11 @@ impl ErpSource {
             .map(|(_, v)| v)
             .unwrap_or_else(|| "master".into());
         let label = format!("{}/{}", config.get_addr(), database);
-        Ok(Self { config, timeouts, label })
+        Ok(Self {
+            config,
+            timeouts,
+            label,
+        })
     }
 
     /// `host:port/database`, for the log (no credentials).
@@ -125,8 +132,14 @@ impl ErpSource {
             match Client::connect(config.clone(), tcp.compat_write()).await {
                 Ok(client) => {
                     return Ok((
-                        ErpConnection { client },
-                        ConnectInfo { elapsed: started.elapsed(), addr },
+                        ErpConnection {
+                            client,
+                            command_timeout: self.timeouts.command,
+                        },
+                        ConnectInfo {
+                            elapsed: started.elapsed(),
+                            addr,
+                        },
                     ));
                 }
                 Err(tiberius::error::Error::Routing { host, port }) if attempt == 0 => {
@@ -134,17 +147,31 @@ impl ErpSource {
                     config.port(port);
                     addr = format!("{host}:{port}");
                 }
-                Err(source) => return Err(SourceError::Login { server: self.label.clone(), source }),
+                Err(source) => {
+                    return Err(SourceError::Login {
+                        server: self.label.clone(),
+                        source,
+                    });
+                }
             }
         }
-        Err(SourceError::Unreachable { addr, reason: "redirected more than once".into() })
+        Err(SourceError::Unreachable {
+            addr,
+            reason: "redirected more than once".into(),
+        })
     }
 }
 
 async fn tcp_connect(addr: &str, timeout: Duration) -> Result<TcpStream, SourceError> {
-    let unreachable = |reason: String| SourceError::Unreachable { addr: addr.to_string(), reason };
+    let unreachable = |reason: String| SourceError::Unreachable {
+        addr: addr.to_string(),
+        reason,
+    };
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => Err(unreachable(format!("no answer within {} s (Connect Timeout)", timeout.as_secs()))),
+        Err(_) => Err(unreachable(format!(
+            "no answer within {} s (Connect Timeout)",
+            timeout.as_secs()
+        ))),
         Ok(Err(e)) => Err(unreachable(e.to_string())),
         Ok(Ok(tcp)) => {
             tcp.set_nodelay(true).map_err(|e| unreachable(e.to_string()))?;
@@ -157,6 +184,7 @@ async fn tcp_connect(addr: &str, timeout: Duration) -> Result<TcpStream, SourceE
 #[derive(Debug)]
 pub struct ErpConnection {
     client: Client<Compat<TcpStream>>,
+    command_timeout: Duration,
 }
 
 impl ErpConnection {
@@ -181,22 +209,34 @@ fn async_stream<'a>(
 ) -> impl Stream<Item = Result<OpenOrder, SourceError>> + Send + 'a {
     enum State<'a> {
         Start(&'a mut ErpConnection, &'a str),
-        Reading { items: tiberius::QueryStream<'a>, map: Option<ColumnMap>, row: u64 },
+        Reading {
+            items: tiberius::QueryStream<'a>,
+            map: Option<ColumnMap>,
+            row: u64,
+        },
         Done,
     }
-    futures::stream::unfold(State::Start(conn, query), |state| async move {
+    let timeout = conn.command_timeout.as_secs();
+    let query_error = move |e: tiberius::error::Error| match &e {
+        tiberius::error::Error::Io {
+            kind: std::io::ErrorKind::TimedOut,
+            ..
+        } => SourceError::Stalled(timeout),
+        _ => SourceError::Query(e),
+    };
+    futures::stream::unfold(State::Start(conn, query), move |state| async move {
         let (mut items, mut map, mut row) = match state {
             State::Done => return None,
             State::Start(conn, query) => match conn.client.simple_query(query).await {
                 Ok(items) => (items, None, 0),
-                Err(e) => return Some((Err(SourceError::Query(e)), State::Done)),
+                Err(e) => return Some((Err(query_error(e)), State::Done)),
             },
             State::Reading { items, map, row } => (items, map, row),
         };
         loop {
             match items.next().await {
                 None => return None,
-                Some(Err(e)) => return Some((Err(SourceError::Query(e)), State::Done)),
+                Some(Err(e)) => return Some((Err(query_error(e)), State::Done)),
                 Some(Ok(QueryItem::Metadata(meta))) => {
                     if meta.result_index() > 0 {
                         // Only the first result set is the open orders.

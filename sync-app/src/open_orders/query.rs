@@ -52,7 +52,10 @@ impl Sort {
 
     /// The URL key.
     pub fn key(self) -> &'static str {
-        Self::ALL.iter().find(|(s, _)| *s == self).map_or("order", |(_, k)| k)
+        Self::ALL
+            .iter()
+            .find(|(s, _)| *s == self)
+            .map_or("order", |(_, k)| k)
     }
 
     fn expression(self, backend: DbBackend) -> String {
@@ -103,7 +106,13 @@ pub struct OrderQuery {
 
 impl Default for OrderQuery {
     fn default() -> Self {
-        Self { search: None, sort: Sort::Order, descending: false, page: 1, per_page: 50 }
+        Self {
+            search: None,
+            sort: Sort::Order,
+            descending: false,
+            page: 1,
+            per_page: 50,
+        }
     }
 }
 
@@ -176,9 +185,16 @@ fn like_escape(s: &str) -> String {
 
 fn search_clause(backend: DbBackend, search: Option<&str>) -> Where {
     let Some(term) = search.map(str::trim).filter(|s| !s.is_empty()) else {
-        return Where { sql: String::new(), values: Vec::new() };
+        return Where {
+            sql: String::new(),
+            values: Vec::new(),
+        };
     };
-    let like = if backend == DbBackend::Postgres { "ILIKE" } else { "LIKE" };
+    let like = if backend == DbBackend::Postgres {
+        "ILIKE"
+    } else {
+        "LIKE"
+    };
     let mut values: Vec<Value> = Vec::new();
     let mut parts = Vec::new();
     if let Ok(n) = term.parse::<i64>() {
@@ -194,9 +210,15 @@ fn search_clause(backend: DbBackend, search: Option<&str>) -> Where {
         ("item_description", &contains),
     ] {
         values.push(pattern.clone().into());
-        parts.push(format!("{col} {like} {} ESCAPE '!'", placeholder(backend, values.len())));
+        parts.push(format!(
+            "{col} {like} {} ESCAPE '!'",
+            placeholder(backend, values.len())
+        ));
     }
-    Where { sql: format!(" WHERE ({})", parts.join(" OR ")), values }
+    Where {
+        sql: format!(" WHERE ({})", parts.join(" OR ")),
+        values,
+    }
 }
 
 fn text(row: &QueryResult, col: &str) -> Result<String, DbErr> {
@@ -219,7 +241,10 @@ fn date(row: &QueryResult, col: &str) -> Result<Option<NaiveDate>, DbErr> {
 
 fn stored(row: &QueryResult) -> Result<StoredOrder, DbErr> {
     let modified: Option<DateTime<Utc>> = row.try_get("", "erp_modified_at")?;
-    let rush: i64 = row.try_get::<i32>("", "rush").map(i64::from).or_else(|_| row.try_get("", "rush"))?;
+    let rush: i64 = row
+        .try_get::<i32>("", "rush")
+        .map(i64::from)
+        .or_else(|_| row.try_get("", "rush"))?;
     Ok(StoredOrder {
         id: row.try_get("", "id")?,
         order: OpenOrder {
@@ -235,8 +260,7 @@ fn stored(row: &QueryResult) -> Result<StoredOrder, DbErr> {
             unit_price: decimal(row, "unit_price")?,
             line_amount: decimal(row, "line_amount")?,
             currency: text(row, "currency")?,
-            order_date: date(row, "order_date")?
-                .ok_or_else(|| DbErr::Type("order_date is NULL".into()))?,
+            order_date: date(row, "order_date")?.ok_or_else(|| DbErr::Type("order_date is NULL".into()))?,
             requested_date: date(row, "requested_date")?,
             promised_date: date(row, "promised_date")?,
             warehouse: row.try_get("", "warehouse")?,
@@ -266,14 +290,22 @@ pub async fn page(db: &impl ConnectionTrait, q: &OrderQuery) -> Result<OrdersPag
         filter.sql
     );
     let rows = db
-        .query_all_raw(Statement::from_sql_and_values(backend, sql, filter.values.clone()))
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            filter.values.clone(),
+        ))
         .await?
         .iter()
         .map(stored)
         .collect::<Result<Vec<_>, _>>()?;
 
     let (total_rows, amount_by_currency) = totals(db, &filter).await?;
-    Ok(OrdersPage { rows, total_rows, amount_by_currency })
+    Ok(OrdersPage {
+        rows,
+        total_rows,
+        amount_by_currency,
+    })
 }
 
 /// Row count and exact `line_amount` sums per currency of the rows matching `filter`.
@@ -298,7 +330,11 @@ async fn totals(
         filter.sql
     );
     let result = db
-        .query_all_raw(Statement::from_sql_and_values(backend, sql, filter.values.clone()))
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            filter.values.clone(),
+        ))
         .await;
     let rows = match result {
         Ok(rows) => rows,

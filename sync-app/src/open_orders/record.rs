@@ -81,7 +81,12 @@ pub struct Field {
 }
 
 const fn f(name: &'static str, kind: Kind, nullable: bool, limit: u32) -> Field {
-    Field { name, kind, nullable, limit }
+    Field {
+        name,
+        kind,
+        nullable,
+        limit,
+    }
 }
 
 /// The record's columns in the order of the local table (and of every INSERT).

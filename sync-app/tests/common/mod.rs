@@ -35,7 +35,12 @@ enum Cleanup {
 fn unique_name() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    format!("sa_t_{}_{}_{}", t.as_secs(), std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "sa_t_{}_{}_{}",
+        t.as_secs(),
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn required() -> bool {
@@ -61,12 +66,15 @@ impl TestDb {
                 "/postgres",
             ),
             Backend::MySql => (
-                std::env::var("JOBLOG_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()),
+                std::env::var("JOBLOG_TEST_MYSQL_URL")
+                    .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()),
                 "/test",
             ),
         };
         let mut opts = ConnectOptions::new(format!("{admin}{admin_db}"));
-        opts.connect_timeout(Duration::from_secs(3)).sqlx_logging(false).max_connections(1);
+        opts.connect_timeout(Duration::from_secs(3))
+            .sqlx_logging(false)
+            .max_connections(1);
         let conn = match Database::connect(opts).await {
             Ok(c) => c,
             Err(e) => {
@@ -78,12 +86,17 @@ impl TestDb {
                 return None;
             }
         };
-        conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
         conn.close().await.ok();
         Some(TestDb {
             backend,
             url: format!("{admin}/{name}"),
-            cleanup: Cleanup::Server { admin_url: format!("{admin}{admin_db}"), name },
+            cleanup: Cleanup::Server {
+                admin_url: format!("{admin}{admin_db}"),
+                name,
+            },
         })
     }
 
@@ -106,7 +119,10 @@ impl Drop for TestDb {
                 }
             }
             Cleanup::Server { admin_url, name } => {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     if let Ok(conn) = Database::connect(admin_url.as_str()).await {
                         let sql = if conn.get_database_backend() == DbBackend::Postgres {

@@ -116,9 +116,10 @@ impl OpenOrdersImporter {
     where
         S: Stream<Item = Result<OpenOrder, SourceError>> + Send,
     {
-        let mut sink = Sink::open(&self.db)
-            .await
-            .map_err(|source| ImportError::Local { step: "opening a connection", source })?;
+        let mut sink = Sink::open(&self.db).await.map_err(|source| ImportError::Local {
+            step: "opening a connection",
+            source,
+        })?;
         let result = run(&mut sink, rows, progress).await;
         sink.close().await;
         result
@@ -130,7 +131,9 @@ where
     S: Stream<Item = Result<OpenOrder, SourceError>> + Send,
 {
     let local = |step| move |source| ImportError::Local { step, source };
-    sink.create_staging().await.map_err(local("creating the staging table"))?;
+    sink.create_staging()
+        .await
+        .map_err(local("creating the staging table"))?;
 
     // Stage: the source is read (decoded by tiberius) while the previous batch is written.
     let started = Instant::now();
@@ -215,7 +218,11 @@ where
 }
 
 fn rate(rows: u64, secs: f64) -> u64 {
-    if secs > 0.0 { (rows as f64 / secs) as u64 } else { rows }
+    if secs > 0.0 {
+        (rows as f64 / secs) as u64
+    } else {
+        rows
+    }
 }
 
 /// `1234567` → `1,234,567`.

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use joblog::DatabaseConnection;
-use sea_orm::sqlx::{self, AssertSqlSafe, MySql, Postgres, QueryBuilder, Sqlite, pool::PoolConnection};
 use sea_orm::DbBackend;
+use sea_orm::sqlx::{self, AssertSqlSafe, MySql, Postgres, QueryBuilder, Sqlite, pool::PoolConnection};
 use tokio::sync::mpsc;
 
 use crate::open_orders::{FIELDS, Kind, OpenOrder};
@@ -221,7 +221,10 @@ impl Sink {
         report: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<u64, sqlx::Error> {
         let mut staged = 0u64;
-        let mut reporter = Reporter { report, last: Instant::now() };
+        let mut reporter = Reporter {
+            report,
+            last: Instant::now(),
+        };
         let insert = format!("INSERT INTO {STAGING} (seq, {}) ", columns());
         match self {
             Sink::Sqlite(Some(c)) => {
@@ -307,7 +310,9 @@ impl Sink {
                     None => sea_orm::sqlx::Connection::begin(&mut **$c).await?,
                 };
                 let previous: i64 = sqlx::query_scalar($count).fetch_one(&mut *tx).await?;
-                sqlx::query("DELETE FROM open_orders").execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM open_orders")
+                    .execute(&mut *tx)
+                    .await?;
                 let copy = AssertSqlSafe(format!($copy, cols = cols, staging = STAGING));
                 let copy = copy.into_sql_str();
                 let mut i = 0;

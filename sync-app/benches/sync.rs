@@ -1,0 +1,393 @@
+//! A sync of N open orders (default 1,000,000) from the fake ERP into SQLite and
+//! PostgreSQL, next to the two limits it is measured against, in one run:
+//!
+//! - **source limit**: tiberius alone draining the same result from the same fake ERP
+//!   (rows decoded and dropped);
+//! - **sink limit**: the fastest raw load of the same rows into the same `open_orders`
+//!   table (SQLite: one prepared INSERT per row in one transaction; PostgreSQL:
+//!   `COPY … FROM STDIN`), rows generated in memory before the clock starts;
+//! - **sync-app**: `SyncOpenOrdersJob::run` — connect, stream, stage, swap, every log line
+//!   — into an empty table, then again replacing the N rows it wrote.
+//!
+//! Peak memory is the process's peak RSS during each step (`VmHWM`, reset between steps
+//! through `/proc/self/clear_refs`); the fake ERP runs in the same process.
+//!
+//! ```text
+//! cargo bench -p sync-app --bench sync -- [--rows N] [--backends sqlite,postgres,mysql]
+//! ```
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use futures::StreamExt;
+use sea_orm::sqlx;
+use sea_orm::{ConnectionTrait, Database};
+use sync_app::erp::{DEFAULT_SOURCE_QUERY, ErpSource};
+use sync_app::fake_erp::{FakeErp, FakeErpConfig, OrderLine, order_lines};
+use sync_app::sync_job::SyncOpenOrdersJob;
+use tokio_util::compat::TokioAsyncWriteCompatExt;
+
+const SEED: u64 = 42;
+
+fn peak_reset() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory since the last reset, in MB.
+fn peak_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+struct Row {
+    label: String,
+    rows: u64,
+    time: Duration,
+    peak: f64,
+}
+
+fn thousands(n: u64) -> String {
+    sync_app::open_orders::importer::thousands(n)
+}
+
+async fn source_limit(ado: &str, rows: u64) -> Result<Row> {
+    peak_reset();
+    let config = tiberius::Config::from_ado_string(ado)?;
+    let t0 = Instant::now();
+    let tcp = tokio::net::TcpStream::connect(config.get_addr()).await?;
+    tcp.set_nodelay(true)?;
+    let mut client = tiberius::Client::connect(config, tcp.compat_write()).await?;
+    let mut stream = client.simple_query(DEFAULT_SOURCE_QUERY).await?.into_row_stream();
+    let mut n = 0u64;
+    while let Some(row) = stream.next().await {
+        std::hint::black_box(row?);
+        n += 1;
+    }
+    drop(stream);
+    let time = t0.elapsed();
+    anyhow::ensure!(n == rows, "tiberius read {n} rows, expected {rows}");
+    Ok(Row {
+        label: "source limit: tiberius alone draining the result".into(),
+        rows: n,
+        time,
+        peak: peak_mb(),
+    })
+}
+
+fn lines(rows: u64) -> Vec<OrderLine> {
+    order_lines(SEED, 0, rows).collect()
+}
+
+async fn sink_limit_sqlite(url: &str, rows: u64) -> Result<Row> {
+    let data = lines(rows);
+    let db = Database::connect(url).await?;
+    db.execute_unprepared("DELETE FROM open_orders").await?;
+    let pool = db.get_sqlite_connection_pool();
+    let at = Utc::now();
+    peak_reset();
+    let t0 = Instant::now();
+    let mut tx = pool.begin().await?;
+    for l in &data {
+        sqlx::query(
+            "INSERT INTO open_orders (order_no, line_no, customer_code, customer_name, item_code, \
+             item_description, qty_ordered, qty_shipped, qty_open, unit_price, line_amount, currency, \
+             order_date, requested_date, promised_date, warehouse, status, rush, erp_modified_at, synced_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(l.order_no)
+        .bind(l.line_no)
+        .bind(l.customer_code.as_str())
+        .bind(l.customer_name.as_str())
+        .bind(l.item_code.as_str())
+        .bind(l.item_description.as_deref())
+        .bind(l.qty_ordered.to_string())
+        .bind(l.qty_shipped.to_string())
+        .bind(l.qty_open.to_string())
+        .bind(l.unit_price.to_string())
+        .bind(l.line_amount.to_string())
+        .bind(l.currency.as_str())
+        .bind(l.order_date)
+        .bind(l.requested_date)
+        .bind(l.promised_date)
+        .bind(l.warehouse.as_deref())
+        .bind(l.status.as_str())
+        .bind(l.rush)
+        .bind(l.modified_at.and_utc())
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    let time = t0.elapsed();
+    Ok(Row {
+        label: "sink limit: one prepared INSERT per row, one transaction".into(),
+        rows,
+        time,
+        peak: peak_mb(),
+    })
+}
+
+fn copy_text(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+async fn sink_limit_postgres(url: &str, rows: u64) -> Result<Row> {
+    use sqlx::postgres::PgPoolCopyExt;
+    let data = lines(rows);
+    let db = Database::connect(url).await?;
+    db.execute_unprepared("DELETE FROM open_orders").await?;
+    let pool = db.get_postgres_connection_pool();
+    let at = Utc::now().format("%Y-%m-%d %H:%M:%S%.6f+00").to_string();
+    peak_reset();
+    let t0 = Instant::now();
+    let mut copy = pool
+        .copy_in_raw(
+            "COPY open_orders (order_no, line_no, customer_code, customer_name, item_code, item_description, \
+             qty_ordered, qty_shipped, qty_open, unit_price, line_amount, currency, order_date, requested_date, \
+             promised_date, warehouse, status, rush, erp_modified_at, synced_at) FROM STDIN",
+        )
+        .await?;
+    let mut buf = String::with_capacity(1 << 20);
+    let opt = |out: &mut String, v: Option<String>| match v {
+        Some(v) => copy_text(out, &v),
+        None => out.push_str("\\N"),
+    };
+    for l in &data {
+        let _ = write!(buf, "{}\t{}\t", l.order_no, l.line_no);
+        copy_text(&mut buf, &l.customer_code);
+        buf.push('\t');
+        copy_text(&mut buf, &l.customer_name);
+        buf.push('\t');
+        copy_text(&mut buf, &l.item_code);
+        buf.push('\t');
+        opt(&mut buf, l.item_description.clone());
+        let _ = write!(
+            buf,
+            "\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t",
+            l.qty_ordered, l.qty_shipped, l.qty_open, l.unit_price, l.line_amount, l.currency, l.order_date
+        );
+        opt(&mut buf, l.requested_date.map(|d| d.to_string()));
+        buf.push('\t');
+        opt(&mut buf, l.promised_date.map(|d| d.to_string()));
+        buf.push('\t');
+        opt(&mut buf, l.warehouse.clone());
+        buf.push('\t');
+        copy_text(&mut buf, &l.status);
+        let _ = writeln!(
+            buf,
+            "\t{}\t{}+00\t{at}",
+            if l.rush { 't' } else { 'f' },
+            l.modified_at.format("%Y-%m-%d %H:%M:%S%.f")
+        );
+        if buf.len() >= 1 << 20 {
+            copy.send(std::mem::take(&mut buf).into_bytes()).await?;
+            buf.reserve(1 << 20);
+        }
+    }
+    copy.send(buf.into_bytes()).await?;
+    copy.finish().await?;
+    let time = t0.elapsed();
+    Ok(Row {
+        label: "sink limit: COPY open_orders FROM STDIN (text)".into(),
+        rows,
+        time,
+        peak: peak_mb(),
+    })
+}
+
+async fn ours(url: &str, ado: &str, rows: u64, label: &str) -> Result<Row> {
+    let logger = sync_app::database::open(url).await?;
+    let job = SyncOpenOrdersJob::new(
+        ErpSource::from_ado(ado)?,
+        DEFAULT_SOURCE_QUERY,
+        logger.db().clone(),
+    );
+    peak_reset();
+    let t0 = Instant::now();
+    let stats = job.run(&logger).await?;
+    logger.flush().await?;
+    let time = t0.elapsed();
+    anyhow::ensure!(
+        stats.inserted == rows,
+        "inserted {} rows, expected {rows}",
+        stats.inserted
+    );
+    Ok(Row {
+        label: label.into(),
+        rows,
+        time,
+        peak: peak_mb(),
+    })
+}
+
+fn print(title: &str, rows: &[Row], limit: f64) {
+    println!("\n{title}");
+    println!("| step | rows | seconds | rows/s | % of the slower limit | peak RSS |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let rate = r.rows as f64 / r.time.as_secs_f64();
+        println!(
+            "| {} | {} | {:.2} | {} | {:.0} % | {:.1} MB |",
+            r.label,
+            thousands(r.rows),
+            r.time.as_secs_f64(),
+            thousands(rate as u64),
+            100.0 * rate / limit,
+            r.peak
+        );
+    }
+}
+
+async fn bench(backend: &str, rows: u64) -> Result<()> {
+    let name = format!(
+        "sa_bench_{}_{}",
+        SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs(),
+        std::process::id()
+    );
+    let (url, admin) = match backend {
+        "sqlite" => {
+            let path = std::env::temp_dir().join(format!("{name}.db"));
+            (format!("sqlite://{}?mode=rwc", path.display()), None)
+        }
+        "postgres" => {
+            let admin = std::env::var("JOBLOG_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+            (
+                format!("{admin}/{name}"),
+                Some((format!("{admin}/postgres"), admin)),
+            )
+        }
+        "mysql" => {
+            let admin = std::env::var("JOBLOG_TEST_MYSQL_URL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+            (format!("{admin}/{name}"), Some((format!("{admin}/test"), admin)))
+        }
+        other => anyhow::bail!("unknown backend {other}"),
+    };
+    if let Some((admin_db, _)) = &admin {
+        let conn = Database::connect(admin_db.as_str())
+            .await
+            .context("admin connection")?;
+        conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await?;
+    }
+    let erp = FakeErp::bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        FakeErpConfig {
+            orders: rows,
+            seed: SEED,
+            ..FakeErpConfig::default()
+        },
+    )
+    .await?
+    .spawn();
+    let ado = erp.ado_string();
+    let mut results = Vec::new();
+    results.push(source_limit(&ado, rows).await?);
+    sync_app::database::open(&url).await?.flush().await?;
+    results.push(match backend {
+        "sqlite" => sink_limit_sqlite(&url, rows).await?,
+        "postgres" => sink_limit_postgres(&url, rows).await?,
+        _ => {
+            // MySQL has no COPY; its sink limit is not part of the target. Skip it.
+            Row {
+                label: "sink limit: (not measured on MySQL)".into(),
+                rows,
+                time: Duration::MAX,
+                peak: f64::NAN,
+            }
+        }
+    });
+    let db = Database::connect(url.as_str()).await?;
+    db.execute_unprepared("DELETE FROM open_orders").await?;
+    db.close().await?;
+    results.push(
+        ours(
+            &url,
+            &ado,
+            rows,
+            "sync-app: SyncOpenOrdersJob into an empty table",
+        )
+        .await?,
+    );
+    results.push(ours(&url, &ado, rows, "sync-app: again, replacing the rows it wrote").await?);
+    let rate = |r: &Row| r.rows as f64 / r.time.as_secs_f64();
+    let limit = rate(&results[0]).min(if results[1].time == Duration::MAX {
+        f64::MAX
+    } else {
+        rate(&results[1])
+    });
+    print(
+        &format!("{backend}: {} open orders", thousands(rows)),
+        &results,
+        limit,
+    );
+    erp.shutdown().await;
+    match admin {
+        Some((admin_db, _)) => {
+            let conn = Database::connect(admin_db.as_str()).await?;
+            let force = if backend == "postgres" {
+                " WITH (FORCE)"
+            } else {
+                ""
+            };
+            conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}{force}"))
+                .await?;
+        }
+        None => {
+            let path = std::env::temp_dir().join(format!("{name}.db"));
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut rows = 1_000_000u64;
+    let mut backends = vec!["sqlite".to_string(), "postgres".to_string()];
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--rows" => rows = it.next().context("--rows N")?.parse()?,
+            "--backends" => {
+                backends = it
+                    .next()
+                    .context("--backends a,b")?
+                    .split(',')
+                    .map(String::from)
+                    .collect()
+            }
+            "--bench" => {}
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    println!(
+        "sync-app sync benchmark: {} rows, {} cores",
+        thousands(rows),
+        std::thread::available_parallelism()?
+    );
+    for b in &backends {
+        rt.block_on(bench(b, rows))
+            .with_context(|| format!("{b} benchmark"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,357 @@
+//! What each command does. `main.rs` only parses the command line and calls these.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use joblog::{JobLogger, PruneOptions};
+use joblog_web::BasicAuth;
+use poem::Server;
+use poem::listener::TcpListener;
+use tokio::sync::watch;
+
+use crate::configuration::{ConfigError, Settings};
+use crate::erp::{DEFAULT_SOURCE_QUERY, ErpSource};
+use crate::fake_erp::{Failure, FakeErp, FakeErpConfig};
+use crate::runner::{FirstRun, SyncLoop};
+use crate::sync_job::SyncOpenOrdersJob;
+use crate::{database, web};
+
+/// Runs with no heartbeat for this long belong to a dead process (heartbeats every 15 s).
+pub const STALE_AFTER: Duration = Duration::from_secs(60);
+/// The demo's interval unless `SYNC_INTERVAL` is set.
+pub const DEMO_INTERVAL: Duration = Duration::from_secs(30);
+/// Open order lines in the demo's fake ERP.
+pub const DEMO_ORDERS: u64 = 2_500;
+
+/// `sync-app migrate`.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let logger = database::open(&settings.database_url).await?;
+    logger.flush().await.ok();
+    println!("migrations applied (joblog and sync-app tables)");
+    Ok(())
+}
+
+/// `sync-app prune [DAYS]`.
+pub async fn prune(settings: &Settings, days: Option<&str>) -> anyhow::Result<()> {
+    let days: u64 = match days {
+        Some(d) => d
+            .parse()
+            .ok()
+            .filter(|d| *d >= 1)
+            .context("prune takes a number of days (1 or more)")?,
+        None => 30,
+    };
+    let logger = database::open(&settings.database_url).await?;
+    let stats = logger
+        .prune(&PruneOptions {
+            older_than: Some(Duration::from_secs(days * 86_400)),
+            keep_last: None,
+        })
+        .await
+        .context("pruning old runs")?;
+    println!(
+        "pruned {} runs and {} details older than {days} days",
+        stats.runs, stats.details
+    );
+    Ok(())
+}
+
+fn source(settings: &Settings) -> anyhow::Result<ErpSource> {
+    let ado = settings.mssql_url.as_deref().ok_or_else(|| ConfigError {
+        variable: "MSSQL_URL",
+        expected: "the ERP's ADO connection string, e.g. server=tcp:erp.example.com,1433;database=ERP;\
+                   user id=sync_reader;password=…;encrypt=true"
+            .into(),
+    })?;
+    ErpSource::from_ado(ado).map_err(|e| {
+        ConfigError {
+            variable: "MSSQL_URL",
+            expected: format!("a valid ADO connection string ({e})"),
+        }
+        .into()
+    })
+}
+
+fn job(settings: &Settings, source: ErpSource, logger: &JobLogger) -> SyncOpenOrdersJob {
+    let query = settings
+        .source_query
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SOURCE_QUERY.to_string());
+    SyncOpenOrdersJob::new(source, query, logger.db().clone())
+}
+
+async fn reap(logger: &JobLogger) {
+    match logger.reap_stale(STALE_AFTER).await {
+        Ok(ids) if !ids.is_empty() => {
+            tracing::warn!(runs = ?ids, "marked runs of a process that died as error (abandoned)");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "reaping abandoned runs failed"),
+    }
+}
+
+/// `sync-app sync`: one sync now. `Ok(true)` on success; on failure the cause chain is
+/// printed and `Ok(false)` returned (exit code 1).
+pub async fn sync(settings: &Settings) -> anyhow::Result<bool> {
+    let source = source(settings)?;
+    let logger = database::open(&settings.database_url).await?;
+    reap(&logger).await;
+    let job = job(settings, source, &logger);
+    let result = job.run(&logger).await;
+    if let Err(e) = logger.flush().await {
+        tracing::warn!(error = %e, "some log lines could not be written");
+    }
+    match result {
+        Ok(stats) => {
+            println!(
+                "sync succeeded: {} rows fetched, {} inserted (previous snapshot {} rows)",
+                stats.fetched, stats.inserted, stats.previous
+            );
+            Ok(true)
+        }
+        Err(e) => {
+            eprintln!("sync failed: {e:#}");
+            Ok(false)
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Serves the web app and runs the sync loop until a shutdown signal; then lets a running
+/// sync finish within `SHUTDOWN_GRACE` (or records it as cancelled) and flushes the log.
+async fn serve_with(
+    settings: &Settings,
+    logger: JobLogger,
+    job: SyncOpenOrdersJob,
+    auth: Option<BasicAuth>,
+    interval: Duration,
+    first: FirstRun,
+    ready: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
+    let reaper = logger.spawn_reaper(STALE_AFTER, STALE_AFTER);
+    let listener = tokio::net::TcpListener::bind(settings.bind).await.map_err(|e| {
+        anyhow::anyhow!(ConfigError {
+            variable: "BIND",
+            expected: format!("a free address; {} is not available ({e})", settings.bind),
+        })
+    })?;
+    let addr = listener.local_addr()?;
+    drop(listener);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sync_loop = SyncLoop {
+        job,
+        logger: logger.clone(),
+        interval,
+        first,
+        grace: settings.shutdown_grace,
+    };
+    let sync_task = tokio::spawn(sync_loop.run(stop_rx.clone()));
+    let app = web::app(logger.clone(), web::web_config(settings.timezone), auth);
+    let mut server_stop = stop_rx.clone();
+    let server = Server::new(TcpListener::bind(addr)).run_with_graceful_shutdown(
+        app,
+        async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        },
+        Some(Duration::from_secs(5)),
+    );
+    ready(addr);
+    let server = tokio::spawn(server);
+    shutdown_signal().await;
+    tracing::info!(
+        "shutting down: a running sync gets up to {} s to finish",
+        settings.shutdown_grace.as_secs()
+    );
+    let _ = stop_tx.send(true);
+    let _ = sync_task.await;
+    let _ = server.await;
+    reaper.abort();
+    logger.flush().await.context("writing the last log lines")?;
+    Ok(())
+}
+
+/// `sync-app serve`.
+pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    let source = source(settings)?;
+    let Some((user, password)) = settings.admin.clone() else {
+        bail!(ConfigError {
+            variable: "ADMIN_USER",
+            expected: "a user name (and ADMIN_PASSWORD): the pages are behind HTTP Basic auth".into(),
+        });
+    };
+    let logger = database::open(&settings.database_url).await?;
+    reap(&logger).await;
+    let job = job(settings, source, &logger);
+    let interval = settings.sync_interval;
+    serve_with(
+        settings,
+        logger,
+        job,
+        Some(BasicAuth::new(user, password)),
+        interval,
+        FirstRun::WhenDue,
+        |addr| {
+            println!(
+                "sync-app serving http://{addr}/ — sync every {}",
+                humantime(interval)
+            );
+        },
+    )
+    .await
+}
+
+/// A password for the demo when none is configured: 16 characters from the process's
+/// randomly keyed hasher (good enough for a local demo, not for production).
+fn generated_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut out = String::new();
+    for i in 0..2u64 {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(i ^ u64::from(std::process::id()));
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        let mut v = h.finish();
+        for _ in 0..8 {
+            out.push(ALPHABET[(v % ALPHABET.len() as u64) as usize] as char);
+            v /= ALPHABET.len() as u64;
+        }
+    }
+    out
+}
+
+fn humantime(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+/// `sync-app demo`: an in-process fake ERP, the configured (by default a SQLite file)
+/// database, the web UI, a sync at once and then every 30 s.
+pub async fn demo(settings: &Settings) -> anyhow::Result<()> {
+    let erp = FakeErp::bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        FakeErpConfig {
+            orders: DEMO_ORDERS,
+            evolve: true,
+            ..FakeErpConfig::default()
+        },
+    )
+    .await
+    .context("starting the fake ERP")?
+    .spawn();
+    let source = ErpSource::from_ado(&erp.ado_string())?;
+    let logger = database::open(&settings.database_url).await?;
+    reap(&logger).await;
+    let job = job(settings, source, &logger);
+    let (user, password, generated) = match settings.admin.clone() {
+        Some((u, p)) => (u, p, false),
+        None => ("admin".to_string(), generated_password(), true),
+    };
+    let interval = if settings.sync_interval_set {
+        settings.sync_interval
+    } else {
+        DEMO_INTERVAL
+    };
+    let db = crate::configuration::redact_url(&settings.database_url);
+    let erp_addr = erp.local_addr();
+    let shown_password = if generated {
+        password.clone()
+    } else {
+        "(from ADMIN_PASSWORD)".into()
+    };
+    let shown_user = user.clone();
+    serve_with(
+        settings,
+        logger,
+        job,
+        Some(BasicAuth::new(user, password)),
+        interval,
+        FirstRun::Now,
+        move |addr| {
+            println!();
+            println!("  sync-app demo is running");
+            println!("  Web UI     http://{addr}/");
+            println!("  Login      user {shown_user}, password {shown_password}");
+            println!("  Database   {db}");
+            println!("  Fake ERP   {erp_addr} ({DEMO_ORDERS} open order lines that change between syncs)");
+            println!(
+                "  A sync runs now and then every {}. Ctrl-C stops.",
+                humantime(interval)
+            );
+            println!();
+        },
+    )
+    .await?;
+    erp.shutdown().await;
+    Ok(())
+}
+
+/// `sync-app fake-erp`.
+pub async fn fake_erp(cli: &crate::cli::Cli) -> anyhow::Result<()> {
+    let listen: SocketAddr = cli
+        .option("--listen")
+        .unwrap_or("127.0.0.1:1433")
+        .parse()
+        .context("--listen takes an address and port, e.g. 127.0.0.1:1433")?;
+    let orders: u64 = match cli.option("--orders") {
+        None => 1_000,
+        Some(n) => n.parse().context("--orders takes a number of order lines")?,
+    };
+    let seed: u64 = match cli.option("--seed") {
+        None => FakeErpConfig::default().seed,
+        Some(n) => n.parse().context("--seed takes a number")?,
+    };
+    let fail = match cli.option("--fail") {
+        None => None,
+        Some(f) => Some(f.parse::<Failure>().map_err(|e| anyhow::anyhow!("--fail: {e}"))?),
+    };
+    let erp = FakeErp::bind(
+        listen,
+        FakeErpConfig {
+            orders,
+            seed,
+            fail,
+            evolve: cli.switch("--evolve"),
+        },
+    )
+    .await
+    .with_context(|| format!("listening on {listen}"))?;
+    println!("fake ERP listening on {}", erp.local_addr());
+    println!("MSSQL_URL='{}'", erp.ado_string());
+    tokio::select! {
+        r = erp.run() => r.context("fake ERP stopped")?,
+        () = shutdown_signal() => {}
+    }
+    Ok(())
+}

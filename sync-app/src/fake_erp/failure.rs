@@ -1,0 +1,158 @@
+//! Failure modes the fake ERP can be told to simulate (`--fail ...`).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A fault the fake ERP injects, so the sync can be tested against a misbehaving server.
+///
+/// The textual form (used by `--fail`) round-trips through [`FromStr`] and [`Display`](fmt::Display):
+///
+/// | spelling          | effect |
+/// |-------------------|--------|
+/// | `login`           | every login is refused with SQL Server error 18456 |
+/// | `sql`             | the open-orders query fails with error 50000 (`SELECT 1` still works) |
+/// | `drop-after:N`    | metadata and `N` rows are sent, then the TCP connection is closed without `DONE` |
+/// | `stall`           | the open-orders query is read but never answered |
+/// | `stall-after:N`   | `N` rows are sent, then the server goes silent (socket stays open) |
+/// | `null-at:N`       | row `N` (0-based) has `NULL` in the required `customer_code` column |
+/// | `overflow-at:N`   | `unit_price` is declared `decimal(38,4)` and row `N` holds 10^30 |
+/// | `wrong-type`      | `qty_open` is sent as `nvarchar` instead of `decimal` |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Failure {
+    /// Refuse every login with error 18456 "Login failed for user '...'.".
+    Login,
+    /// Answer the open-orders query with SQL error 50000 (severity 16).
+    Sql,
+    /// Send the column metadata and this many rows, then close the connection abruptly.
+    DropAfter(u64),
+    /// Read the open-orders query and never answer it.
+    Stall,
+    /// Send this many rows, then stop sending (without closing the connection).
+    StallAfter(u64),
+    /// The row with this 0-based index has `NULL` in `customer_code`.
+    NullAt(u64),
+    /// `unit_price` is declared `decimal(38,4)`; the row with this 0-based index holds 10^30,
+    /// which does not fit `rust_decimal::Decimal` (28 digits).
+    OverflowAt(u64),
+    /// `qty_open` is sent as `nvarchar(40)` text instead of `decimal(18,4)`.
+    WrongType,
+}
+
+/// The error returned when a `--fail` value cannot be parsed into a [`Failure`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseFailureError {
+    input: String,
+    reason: &'static str,
+}
+
+impl fmt::Display for ParseFailureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid failure mode {:?}: {}; expected one of login, sql, drop-after:N, stall, \
+             stall-after:N, null-at:N, overflow-at:N, wrong-type",
+            self.input, self.reason
+        )
+    }
+}
+
+impl std::error::Error for ParseFailureError {}
+
+impl FromStr for Failure {
+    type Err = ParseFailureError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason| ParseFailureError {
+            input: s.to_owned(),
+            reason,
+        };
+        let text = s.trim().to_ascii_lowercase();
+        let (name, arg) = match text.split_once(':') {
+            Some((name, arg)) => (name.trim(), Some(arg.trim())),
+            None => (text.as_str(), None),
+        };
+        let count = |arg: Option<&str>| -> Result<u64, ParseFailureError> {
+            match arg {
+                None | Some("") => Err(err("this mode needs a row count, e.g. drop-after:500")),
+                Some(n) => n
+                    .parse()
+                    .map_err(|_| err("the row count must be a non-negative integer")),
+            }
+        };
+        let no_arg = |value: Failure| match arg {
+            None => Ok(value),
+            Some(_) => Err(err("this mode takes no `:N` argument")),
+        };
+        match name {
+            "login" => no_arg(Failure::Login),
+            "sql" => no_arg(Failure::Sql),
+            "stall" => no_arg(Failure::Stall),
+            "wrong-type" => no_arg(Failure::WrongType),
+            "drop-after" => Ok(Failure::DropAfter(count(arg)?)),
+            "stall-after" => Ok(Failure::StallAfter(count(arg)?)),
+            "null-at" => Ok(Failure::NullAt(count(arg)?)),
+            "overflow-at" => Ok(Failure::OverflowAt(count(arg)?)),
+            _ => Err(err("unknown mode")),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Login => f.write_str("login"),
+            Failure::Sql => f.write_str("sql"),
+            Failure::DropAfter(n) => write!(f, "drop-after:{n}"),
+            Failure::Stall => f.write_str("stall"),
+            Failure::StallAfter(n) => write!(f, "stall-after:{n}"),
+            Failure::NullAt(n) => write!(f, "null-at:{n}"),
+            Failure::OverflowAt(n) => write!(f, "overflow-at:{n}"),
+            Failure::WrongType => f.write_str("wrong-type"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mode_round_trips() {
+        let all = [
+            Failure::Login,
+            Failure::Sql,
+            Failure::DropAfter(500),
+            Failure::Stall,
+            Failure::StallAfter(0),
+            Failure::NullAt(7),
+            Failure::OverflowAt(12_345),
+            Failure::WrongType,
+        ];
+        for failure in all {
+            let text = failure.to_string();
+            assert_eq!(text.parse::<Failure>(), Ok(failure), "{text}");
+        }
+    }
+
+    #[test]
+    fn parsing_is_lenient_about_case_and_spaces() {
+        assert_eq!(" Drop-After: 3 ".parse(), Ok(Failure::DropAfter(3)));
+        assert_eq!("WRONG-TYPE".parse(), Ok(Failure::WrongType));
+    }
+
+    #[test]
+    fn bad_spellings_are_rejected_with_a_helpful_message() {
+        for bad in [
+            "",
+            "drop",
+            "drop-after",
+            "drop-after:",
+            "drop-after:x",
+            "login:3",
+            "null-at:-1",
+        ] {
+            let err = bad.parse::<Failure>().expect_err(bad);
+            assert!(err.to_string().contains("drop-after:N"), "{err}");
+        }
+    }
+}

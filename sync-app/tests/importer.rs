@@ -347,7 +347,63 @@ async fn joblog_writes_go_on_while_staging(db: TestDb) {
     logger.flush().await.ok();
 }
 
+/// Progress that fires `notify` when the swap's first batch is done.
+struct CancelAtFirstBatch(std::sync::Arc<tokio::sync::Notify>);
+
+impl Progress for CancelAtFirstBatch {
+    fn info(&self, m: String) {
+        if m.starts_with("Batch 1/") {
+            self.0.notify_one();
+        }
+    }
+    fn warn(&self, _: String) {}
+}
+
+/// An import abandoned half-way (its future dropped: a shutdown, a timeout) — once while
+/// staging, once inside the swap transaction — changes nothing, holds no lock, and the
+/// next import works.
+async fn an_abandoned_import_changes_nothing(db: TestDb) {
+    let (logger, importer) = setup(&db).await;
+    importer
+        .replace(rows(0, 1_000), &Lines::default())
+        .await
+        .expect("first import");
+    let before = all_rows(&db).await;
+
+    // Dropped while staging: the source never ends.
+    let endless = rows(1, 5_000).chain(stream::pending());
+    let lines = Lines::default();
+    let staged = tokio::time::timeout(Duration::from_millis(500), importer.replace(endless, &lines));
+    assert!(staged.await.is_err(), "the import cannot finish");
+    assert_eq!(all_rows(&db).await, before);
+
+    // Dropped inside the swap, after its first batch of three.
+    let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+    let progress = CancelAtFirstBatch(notify.clone());
+    tokio::select! {
+        biased;
+        () = notify.notified() => {}
+        r = importer.replace(rows(2, 25_000), &progress) => panic!("the swap was not interrupted: {r:?}"),
+    }
+    assert_eq!(all_rows(&db).await, before, "previous snapshot intact");
+
+    // No lock is left behind: joblog can write, and so can the next import.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let run = logger.start("AfterCancel").await.expect("start");
+        run.success().await.expect("success is durable");
+        importer
+            .replace(rows(3, 10), &Lines::default())
+            .await
+            .expect("next import");
+    })
+    .await
+    .expect("a lock was left behind by the abandoned import");
+    assert_eq!(all_rows(&db).await.len(), 10);
+    logger.flush().await.ok();
+}
+
 backend_tests!(
+    an_abandoned_import_changes_nothing,
     replaces_exactly_and_atomically,
     a_source_failure_leaves_the_previous_snapshot,
     a_local_failure_leaves_the_previous_snapshot,

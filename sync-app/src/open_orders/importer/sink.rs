@@ -20,10 +20,33 @@ const WIRE_BINDS: usize = 65_535;
 /// A progress line while staging at most this often.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
 
-pub(super) enum Sink {
+/// The dedicated connection, per backend (`None` once closed).
+enum Conn {
     Sqlite(Option<PoolConnection<Sqlite>>),
     Postgres(Option<PoolConnection<Postgres>>),
     MySql(Option<PoolConnection<MySql>>),
+}
+
+/// The importer's connection. If the import is abandoned half-way (its future dropped
+/// while staging or inside the swap transaction), the connection is closed rather than
+/// returned to the pool: closing rolls back and drops the temporary table, where a pooled
+/// connection could keep SQLite's write lock until its next use.
+pub(super) struct Sink {
+    conn: Conn,
+    clean: bool,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if self.clean {
+            return;
+        }
+        match &mut self.conn {
+            Conn::Sqlite(c) => drop(c.take().map(PoolConnection::detach)),
+            Conn::Postgres(c) => drop(c.take().map(PoolConnection::detach)),
+            Conn::MySql(c) => drop(c.take().map(PoolConnection::detach)),
+        }
+    }
 }
 
 /// Column list of the record (and of `open_orders` minus `id` and `synced_at`).
@@ -172,38 +195,39 @@ impl Reporter<'_> {
 
 impl Sink {
     pub(super) async fn open(db: &DatabaseConnection) -> Result<Self, sqlx::Error> {
-        Ok(match db.get_database_backend() {
-            DbBackend::Sqlite => Sink::Sqlite(Some(db.get_sqlite_connection_pool().acquire().await?)),
-            DbBackend::Postgres => Sink::Postgres(Some(db.get_postgres_connection_pool().acquire().await?)),
-            _ => Sink::MySql(Some(db.get_mysql_connection_pool().acquire().await?)),
-        })
+        let conn = match db.get_database_backend() {
+            DbBackend::Sqlite => Conn::Sqlite(Some(db.get_sqlite_connection_pool().acquire().await?)),
+            DbBackend::Postgres => Conn::Postgres(Some(db.get_postgres_connection_pool().acquire().await?)),
+            _ => Conn::MySql(Some(db.get_mysql_connection_pool().acquire().await?)),
+        };
+        Ok(Sink { conn, clean: false })
     }
 
     fn backend(&self) -> DbBackend {
-        match self {
-            Sink::Sqlite(_) => DbBackend::Sqlite,
-            Sink::Postgres(_) => DbBackend::Postgres,
-            Sink::MySql(_) => DbBackend::MySql,
+        match &self.conn {
+            Conn::Sqlite(_) => DbBackend::Sqlite,
+            Conn::Postgres(_) => DbBackend::Postgres,
+            Conn::MySql(_) => DbBackend::MySql,
         }
     }
 
     /// Rows per staged batch: as many as the backend's bind limit allows.
     pub(super) fn batch_rows(&self) -> usize {
         let per_row = FIELDS.len() + 1;
-        match self {
-            Sink::Sqlite(_) => SQLITE_BINDS / per_row,
+        match &self.conn {
+            Conn::Sqlite(_) => SQLITE_BINDS / per_row,
             // COPY has no binds; this is only the hand-off size between the two tasks.
-            Sink::Postgres(_) => 2_000,
-            Sink::MySql(_) => WIRE_BINDS / per_row,
+            Conn::Postgres(_) => 2_000,
+            Conn::MySql(_) => WIRE_BINDS / per_row,
         }
     }
 
     async fn exec(&mut self, sql: String) -> Result<(), sqlx::Error> {
         let sql = AssertSqlSafe(sql);
-        match self {
-            Sink::Sqlite(Some(c)) => sqlx::raw_sql(sql).execute(&mut **c).await.map(drop),
-            Sink::Postgres(Some(c)) => sqlx::raw_sql(sql).execute(&mut **c).await.map(drop),
-            Sink::MySql(Some(c)) => sqlx::raw_sql(sql).execute(&mut **c).await.map(drop),
+        match &mut self.conn {
+            Conn::Sqlite(Some(c)) => sqlx::raw_sql(sql).execute(&mut **c).await.map(drop),
+            Conn::Postgres(Some(c)) => sqlx::raw_sql(sql).execute(&mut **c).await.map(drop),
+            Conn::MySql(Some(c)) => sqlx::raw_sql(sql).execute(&mut **c).await.map(drop),
             _ => Err(sqlx::Error::PoolClosed),
         }
     }
@@ -226,8 +250,8 @@ impl Sink {
             last: Instant::now(),
         };
         let insert = format!("INSERT INTO {STAGING} (seq, {}) ", columns());
-        match self {
-            Sink::Sqlite(Some(c)) => {
+        match &mut self.conn {
+            Conn::Sqlite(Some(c)) => {
                 while let Some(batch) = rx.recv().await {
                     let mut qb = QueryBuilder::<Sqlite>::new(insert.clone());
                     let mut seq = staged;
@@ -240,7 +264,7 @@ impl Sink {
                     reporter.tick(staged);
                 }
             }
-            Sink::MySql(Some(c)) => {
+            Conn::MySql(Some(c)) => {
                 sqlx::raw_sql("START TRANSACTION").execute(&mut **c).await?;
                 while let Some(batch) = rx.recv().await {
                     let mut qb = QueryBuilder::<MySql>::new(insert.clone());
@@ -255,7 +279,7 @@ impl Sink {
                 }
                 sqlx::raw_sql("COMMIT").execute(&mut **c).await?;
             }
-            Sink::Postgres(Some(c)) => {
+            Conn::Postgres(Some(c)) => {
                 let statement = format!("COPY {STAGING} (seq, {}) FROM STDIN", columns());
                 let mut copy = c.copy_in_raw(&statement).await?;
                 let mut buf = String::with_capacity(1 << 20);
@@ -342,8 +366,8 @@ impl Sink {
             }};
         }
         use sea_orm::sqlx::SqlSafeStr;
-        match self {
-            Sink::Sqlite(Some(c)) => swap!(
+        match &mut self.conn {
+            Conn::Sqlite(Some(c)) => swap!(
                 c,
                 Sqlite,
                 Some("BEGIN IMMEDIATE"),
@@ -351,7 +375,7 @@ impl Sink {
                 "INSERT INTO open_orders ({cols}, synced_at) SELECT {cols}, ? FROM temp.{staging} \
                  WHERE seq > ? AND seq <= ? ORDER BY seq"
             ),
-            Sink::Postgres(Some(c)) => swap!(
+            Conn::Postgres(Some(c)) => swap!(
                 c,
                 Postgres,
                 None::<&'static str>,
@@ -359,7 +383,7 @@ impl Sink {
                 "INSERT INTO open_orders ({cols}, synced_at) SELECT {cols}, $1 FROM pg_temp.{staging} \
                  WHERE seq > $2 AND seq <= $3 ORDER BY seq"
             ),
-            Sink::MySql(Some(c)) => swap!(
+            Conn::MySql(Some(c)) => swap!(
                 c,
                 MySql,
                 None::<&'static str>,
@@ -375,20 +399,22 @@ impl Sink {
     /// back to the pool, so that no half-loaded temporary table outlives the import.
     pub(super) async fn close(&mut self) {
         let backend = self.backend();
-        if let Err(e) = self.exec(drop_staging(backend)).await {
+        let dropped = self.exec(drop_staging(backend)).await;
+        self.clean = true;
+        if let Err(e) = dropped {
             tracing::warn!(error = %e, "sync-app: dropping the staging table failed; closing its connection");
-            match self {
-                Sink::Sqlite(c) => {
+            match &mut self.conn {
+                Conn::Sqlite(c) => {
                     if let Some(c) = c.take() {
                         let _ = sqlx::Connection::close(c.detach()).await;
                     }
                 }
-                Sink::Postgres(c) => {
+                Conn::Postgres(c) => {
                     if let Some(c) = c.take() {
                         let _ = sqlx::Connection::close(c.detach()).await;
                     }
                 }
-                Sink::MySql(c) => {
+                Conn::MySql(c) => {
                     if let Some(c) = c.take() {
                         let _ = sqlx::Connection::close(c.detach()).await;
                     }

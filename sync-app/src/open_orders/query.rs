@@ -58,21 +58,36 @@ impl Sort {
             .map_or("order", |(_, k)| k)
     }
 
-    fn expression(self, backend: DbBackend) -> String {
+    /// The ORDER BY terms for this sort in direction `dir` (`ASC`/`DESC`). Columns are
+    /// qualified with the table: the SELECT list aliases the decimals as text.
+    fn order_by(self, backend: DbBackend, dir: &str) -> String {
         let number = |col: &str| match backend {
-            DbBackend::Sqlite => format!("CAST({col} AS REAL)"),
-            _ => col.to_string(),
+            // SQLite keeps decimals as text with their column's scale: order by the
+            // double first, then — where doubles tie beyond 15 digits — by the text, which
+            // for equal signs and lengths orders like the number (reversed if negative).
+            DbBackend::Sqlite => {
+                let other = if dir == "ASC" { "DESC" } else { "ASC" };
+                format!(
+                    "CAST(open_orders.{col} AS REAL) {dir}, \
+                     CASE WHEN open_orders.{col} LIKE '-%' THEN NULL ELSE LENGTH(open_orders.{col}) END {dir}, \
+                     CASE WHEN open_orders.{col} LIKE '-%' THEN NULL ELSE open_orders.{col} END {dir}, \
+                     CASE WHEN open_orders.{col} LIKE '-%' THEN LENGTH(open_orders.{col}) END {other}, \
+                     CASE WHEN open_orders.{col} LIKE '-%' THEN open_orders.{col} END {other}"
+                )
+            }
+            _ => format!("open_orders.{col} {dir}"),
         };
+        let plain = |col: &str| format!("open_orders.{col} {dir}");
         match self {
-            Sort::Order => "order_no".into(),
-            Sort::OrderDate => "order_date".into(),
-            Sort::RequestedDate => "requested_date".into(),
-            Sort::PromisedDate => "promised_date".into(),
-            Sort::Customer => "customer_name".into(),
-            Sort::Item => "item_code".into(),
+            Sort::Order => plain("order_no"),
+            Sort::OrderDate => plain("order_date"),
+            Sort::RequestedDate => plain("requested_date"),
+            Sort::PromisedDate => plain("promised_date"),
+            Sort::Customer => plain("customer_name"),
+            Sort::Item => plain("item_code"),
             Sort::QtyOpen => number("qty_open"),
             Sort::Amount => number("line_amount"),
-            Sort::Status => "status".into(),
+            Sort::Status => plain("status"),
         }
     }
 }
@@ -280,8 +295,8 @@ pub async fn page(db: &impl ConnectionTrait, q: &OrderQuery) -> Result<OrdersPag
     let filter = search_clause(backend, q.search.as_deref());
     let dir = if q.descending { "DESC" } else { "ASC" };
     let order = format!(
-        "{} {dir}, order_no {dir}, line_no {dir}",
-        q.sort.expression(backend)
+        "{}, open_orders.order_no {dir}, open_orders.line_no {dir}",
+        q.sort.order_by(backend, dir)
     );
     let offset = u64::from(page - 1) * u64::from(per_page);
     let sql = format!(

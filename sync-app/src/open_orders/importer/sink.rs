@@ -101,6 +101,14 @@ fn utc(at: chrono::NaiveDateTime) -> DateTime<Utc> {
     at.and_utc()
 }
 
+/// A decimal as text with exactly its column's scale (field `i` of [`FIELDS`]), so that
+/// every stored value of a column has the same form (SQLite keeps the text).
+fn fixed(d: rust_decimal::Decimal, i: usize) -> String {
+    let mut d = d;
+    d.rescale(FIELDS[i].precision_scale().1);
+    d.to_string()
+}
+
 /// Pushes one row's values (after `seq`) onto a multi-row INSERT. Decimals go as their
 /// exact text (SQLite keeps it as text; MySQL converts it exactly).
 macro_rules! push_row {
@@ -113,11 +121,11 @@ macro_rules! push_row {
             .push_bind(o.customer_name.clone())
             .push_bind(o.item_code.clone())
             .push_bind(o.item_description.clone())
-            .push_bind(o.qty_ordered.to_string())
-            .push_bind(o.qty_shipped.to_string())
-            .push_bind(o.qty_open.to_string())
-            .push_bind(o.unit_price.to_string())
-            .push_bind(o.line_amount.to_string())
+            .push_bind(fixed(o.qty_ordered, 6))
+            .push_bind(fixed(o.qty_shipped, 7))
+            .push_bind(fixed(o.qty_open, 8))
+            .push_bind(fixed(o.unit_price, 9))
+            .push_bind(fixed(o.line_amount, 10))
             .push_bind(o.currency.clone())
             .push_bind(o.order_date)
             .push_bind(o.requested_date)
@@ -158,7 +166,11 @@ fn copy_row(out: &mut String, seq: u64, o: &OpenOrder) {
     let _ = write!(
         out,
         "\t{}\t{}\t{}\t{}\t{}\t",
-        o.qty_ordered, o.qty_shipped, o.qty_open, o.unit_price, o.line_amount
+        fixed(o.qty_ordered, 6),
+        fixed(o.qty_shipped, 7),
+        fixed(o.qty_open, 8),
+        fixed(o.unit_price, 9),
+        fixed(o.line_amount, 10)
     );
     copy_text(out, &o.currency);
     let _ = write!(out, "\t{}\t", o.order_date);

@@ -33,3 +33,18 @@ pub(crate) async fn create_index(
     }
     manager.create_index(index).await
 }
+
+/// MySQL: InnoDB with utf8mb4 whatever the database's default charset is (a latin1
+/// default would refuse non-Latin text). Other backends: unchanged.
+pub(crate) fn table_options(
+    backend: DbBackend,
+    table: &mut TableCreateStatement,
+) -> &mut TableCreateStatement {
+    if backend == DbBackend::MySql {
+        table
+            .engine("InnoDB")
+            .character_set("utf8mb4")
+            .collate("utf8mb4_unicode_ci");
+    }
+    table
+}

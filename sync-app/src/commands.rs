@@ -9,7 +9,6 @@ use anyhow::{Context, bail};
 use joblog::{JobLogger, PruneOptions};
 use joblog_web::BasicAuth;
 use poem::Server;
-use poem::listener::TcpListener;
 use tokio::sync::watch;
 
 use crate::configuration::{ConfigError, Settings};
@@ -100,7 +99,29 @@ pub async fn sync(settings: &Settings) -> anyhow::Result<bool> {
     let logger = database::open(&settings.database_url).await?;
     reap(&logger).await;
     let job = job(settings, source, &logger);
-    let result = job.run(&logger).await;
+    let signal = shutdown_signal();
+    let result = {
+        let sync = job.run(&logger);
+        tokio::pin!(sync);
+        tokio::pin!(signal);
+        tokio::select! {
+            r = &mut sync => r,
+            () = &mut signal => {
+                eprintln!(
+                    "stopping: the running sync gets up to {} s to finish",
+                    settings.shutdown_grace.as_secs()
+                );
+                match tokio::time::timeout(settings.shutdown_grace, &mut sync).await {
+                    Ok(r) => r,
+                    // Dropping `sync` records the run as error ("cancelled").
+                    Err(_) => Err(anyhow::anyhow!(
+                        "stopped by a signal; the sync did not finish within SHUTDOWN_GRACE ({} s)",
+                        settings.shutdown_grace.as_secs()
+                    )),
+                }
+            }
+        }
+    };
     if let Err(e) = logger.flush().await {
         tracing::warn!(error = %e, "some log lines could not be written");
     }
@@ -119,25 +140,30 @@ pub async fn sync(settings: &Settings) -> anyhow::Result<bool> {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future that resolves on Ctrl-C or SIGTERM. The SIGTERM handler is installed when this
+/// is called, not when the future is first polled, so no signal is missed in between.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async move {
+            match term {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {}
+            () = term => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }
 
@@ -152,7 +178,7 @@ async fn serve_with(
     first: FirstRun,
     ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
-    let reaper = logger.spawn_reaper(STALE_AFTER, STALE_AFTER);
+    let signal = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(settings.bind).await.map_err(|e| {
         anyhow::anyhow!(ConfigError {
             variable: "BIND",
@@ -160,8 +186,20 @@ async fn serve_with(
         })
     })?;
     let addr = listener.local_addr()?;
-    drop(listener);
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
+    let reaper = logger.spawn_reaper(STALE_AFTER, STALE_AFTER);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let app = web::app(logger.clone(), web::web_config(settings.timezone), auth);
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+        app,
+        async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        },
+        Some(Duration::from_secs(5)),
+    ));
+    // The socket is bound and accepting: tell the user, then start syncing.
+    ready(addr);
     let sync_loop = SyncLoop {
         job,
         logger: logger.clone(),
@@ -170,28 +208,28 @@ async fn serve_with(
         grace: settings.shutdown_grace,
     };
     let sync_task = tokio::spawn(sync_loop.run(stop_rx.clone()));
-    let app = web::app(logger.clone(), web::web_config(settings.timezone), auth);
-    let mut server_stop = stop_rx.clone();
-    let server = Server::new(TcpListener::bind(addr)).run_with_graceful_shutdown(
-        app,
-        async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-        },
-        Some(Duration::from_secs(5)),
-    );
-    ready(addr);
-    let server = tokio::spawn(server);
-    shutdown_signal().await;
+    tokio::pin!(server);
+    let server_result = tokio::select! {
+        () = signal => None,
+        r = &mut server => Some(r),
+    };
     tracing::info!(
         "shutting down: a running sync gets up to {} s to finish",
         settings.shutdown_grace.as_secs()
     );
     let _ = stop_tx.send(true);
     let _ = sync_task.await;
-    let _ = server.await;
+    let server_result = match server_result {
+        Some(r) => r,
+        None => server.await,
+    };
     reaper.abort();
     logger.flush().await.context("writing the last log lines")?;
-    Ok(())
+    match server_result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(anyhow::Error::from(e).context("the web server stopped")),
+        Err(e) => Err(anyhow::Error::from(e).context("the web server task failed")),
+    }
 }
 
 /// `sync-app serve`.

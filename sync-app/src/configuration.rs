@@ -189,13 +189,39 @@ pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
+    // The authority ends at the first `/`, `?` or `#`; its password (which may itself
+    // hold `@`) runs from the first `:` of the user info to the last `@`.
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
             let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
+            if userinfo.contains(':') {
+                format!("{user}:***@{}", &authority[at + 1..])
+            } else {
+                authority.to_owned()
+            }
         }
-        None => url.to_owned(),
-    }
+        None => authority.to_owned(),
+    };
+    // `?password=…` (sqlx accepts it) is hidden too.
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pwd") => {
+                        format!("{k}=***")
+                    }
+                    _ => p.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 #[cfg(test)]
@@ -267,6 +293,26 @@ mod tests {
         assert_eq!(e.variable, "TIMEZONE");
         let ok = Settings::from_map(&vars(&[("TIMEZONE", "Europe/Berlin")])).unwrap();
         assert_eq!(ok.timezone, joblog::Tz::Europe__Berlin);
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:p@ss@db:5432/app"),
+            "postgres://app:***@db:5432/app"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1:1/x?password=hunter2&sslmode=require"),
+            "postgres://postgres@127.0.0.1:1/x?password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("mysql://root@localhost/test"),
+            "mysql://root@localhost/test"
+        );
+        assert_eq!(
+            redact_url("sqlite://sync-app.db?mode=rwc"),
+            "sqlite://sync-app.db?mode=rwc"
+        );
     }
 
     #[test]

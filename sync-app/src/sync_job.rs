@@ -53,7 +53,7 @@ impl SyncOpenOrdersJob {
     pub async fn execute(&self, run: &RunHandle) -> anyhow::Result<ImportStats> {
         let started = Instant::now();
         run.detail(format!("Connecting to SQL Server {}...", self.source.label()));
-        let (mut conn, info) = self
+        let (conn, info) = self
             .source
             .connect()
             .await
@@ -64,12 +64,12 @@ impl SyncOpenOrdersJob {
             info.elapsed.as_millis()
         ));
         run.detail(format!("Fetching open orders: {}", one_line(&self.query, 160)));
-        let result = {
-            let rows = conn.stream_open_orders(&self.query);
-            self.importer.replace(rows, run).await
-        };
-        conn.close().await;
-        let stats = result.context("syncing open orders")?;
+        let rows = conn.spawn_open_orders(self.query.clone());
+        let stats = self
+            .importer
+            .replace(rows, run)
+            .await
+            .context("syncing open orders")?;
         let secs = started.elapsed().as_secs_f64();
         run.detail(format!(
             "Sync completed: {} rows fetched, {} rows inserted, {:.1} s ({} rows/s)",

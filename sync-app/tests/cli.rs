@@ -253,3 +253,65 @@ fn serve_protects_the_pages_and_stops_gracefully_on_sigterm() {
     });
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Reads the newest run and its last detail from the SQLite file in `dir`.
+fn last_run(dir: &std::path::Path) -> (joblog::RunStatus, String) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}/sync-app.db", dir.display());
+        let logger = joblog::JobLogger::connect(&url).await.unwrap();
+        let page = logger
+            .list_runs(&joblog::RunFilter::default(), joblog::Cursor::First, 1)
+            .await
+            .unwrap();
+        let run = &page.runs[0].run;
+        let details = logger.details(run.id, None, 100).await.unwrap();
+        (run.status, details.last().unwrap().message.clone())
+    })
+}
+
+#[cfg(unix)]
+#[test]
+fn sync_stops_on_sigterm_and_records_the_run_as_cancelled() {
+    let dir = temp_dir("sync-term");
+    let (mut erp, url) = fake_erp(&dir, &["--fail", "stall"]);
+    let mut sync = cmd(&dir)
+        .arg("sync")
+        .env("MSSQL_URL", format!("{url};Command Timeout=120"))
+        .env("SHUTDOWN_GRACE", "1s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sync");
+    // Wait until the run is recorded as processing (the query is then stalled).
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if dir.join("sync-app.db").exists()
+            && std::panic::catch_unwind(|| last_run(&dir)).is_ok_and(|(s, m)| {
+                s == joblog::RunStatus::Processing && m.starts_with("Fetching open orders")
+            })
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &sync.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut stderr = String::new();
+    sync.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let status = sync.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("did not finish within SHUTDOWN_GRACE"),
+        "{stderr}"
+    );
+    let (status, last) = last_run(&dir);
+    assert_eq!(status, joblog::RunStatus::Error, "never left processing");
+    assert!(last.contains("cancelled"), "{last}");
+    erp.kill().ok();
+    erp.wait().ok();
+    std::fs::remove_dir_all(&dir).ok();
+}

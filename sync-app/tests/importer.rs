@@ -402,7 +402,108 @@ async fn an_abandoned_import_changes_nothing(db: TestDb) {
     logger.flush().await.ok();
 }
 
+/// Two imports at once (a manual `sync` while `serve` runs): the table ends up as exactly
+/// one of the two snapshots, never a mix, and each reports what it really replaced.
+async fn concurrent_imports_never_mix(db: TestDb) {
+    let (logger, importer) = setup(&db).await;
+    importer
+        .replace(rows(0, 1_000), &Lines::default())
+        .await
+        .expect("first import");
+    let other = OpenOrdersImporter::new(logger.db().clone());
+    let (la, lb) = (Lines::default(), Lines::default());
+    let (a, b) = tokio::join!(
+        importer.replace(rows(1, 20_000), &la),
+        other.replace(rows(2, 100), &lb)
+    );
+    let (a, b) = (a.expect("import a"), b.expect("import b"));
+    let table = all_rows(&db).await;
+    let a_rows: Vec<OpenOrder> = (0..20_000).map(|i| order(1, i)).collect();
+    let b_rows: Vec<OpenOrder> = (0..100).map(|i| order(2, i)).collect();
+    if table == b_rows {
+        assert_eq!(
+            (a.previous, b.previous),
+            (1_000, 20_000),
+            "a swapped first, then b"
+        );
+    } else {
+        assert!(table == a_rows, "a mix of both snapshots: {} rows", table.len());
+        assert_eq!((b.previous, a.previous), (1_000, 100), "b swapped first, then a");
+    }
+    logger.flush().await.ok();
+}
+
+/// A failed import (here MySQL refuses an over-long value while staging) leaves no
+/// pooled connection inside a transaction: every connection of the pool sees the next
+/// import.
+async fn a_failed_import_leaves_no_open_transaction(db: TestDb) {
+    let (logger, importer) = setup(&db).await;
+    importer
+        .replace(rows(0, 10), &Lines::default())
+        .await
+        .expect("first import");
+    let mut bad = order(1, 5_000);
+    bad.customer_code = "X".repeat(300);
+    let failing = rows(1, 3_500).chain(stream::iter([Ok(bad)]));
+    let _ = importer.replace(failing, &Lines::default()).await;
+    logger.flush().await.unwrap();
+    // No session of this database sits in an open transaction.
+    let watcher = db.fresh().await;
+    let backend = watcher.get_database_backend();
+    let open_sql = match backend {
+        sea_orm::DbBackend::Postgres => Some(
+            "SELECT COUNT(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+        ),
+        sea_orm::DbBackend::MySql => Some(
+            "SELECT COUNT(*) AS n FROM information_schema.innodb_trx t \
+             JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id WHERE p.db = DATABASE()",
+        ),
+        _ => None,
+    };
+    if let Some(sql) = open_sql {
+        let row = watcher
+            .query_one_raw(Statement::from_string(backend, sql))
+            .await
+            .unwrap()
+            .unwrap();
+        let open: i64 = row.try_get("", "n").unwrap();
+        assert_eq!(open, 0, "a connection was left inside a transaction");
+    }
+    importer
+        .replace(rows(2, 77), &Lines::default())
+        .await
+        .expect("import after failure");
+    // Hold every connection of the pool at once and look through each (plain queries:
+    // a BEGIN would commit a leaked MySQL transaction and hide it).
+    let db_conn = logger.db().clone();
+    macro_rules! each_connection {
+        ($pool:expr) => {{
+            let mut held = Vec::new();
+            for _ in 0..10 {
+                held.push($pool.acquire().await.expect("a pooled connection"));
+            }
+            for c in held.iter_mut() {
+                let n: i64 = sea_orm::sqlx::query_scalar("SELECT COUNT(*) FROM open_orders")
+                    .fetch_one(&mut **c)
+                    .await
+                    .unwrap();
+                assert_eq!(n, 77, "a pooled connection saw an old snapshot");
+            }
+            held
+        }};
+    }
+    match db_conn.get_database_backend() {
+        sea_orm::DbBackend::Sqlite => drop(each_connection!(db_conn.get_sqlite_connection_pool())),
+        sea_orm::DbBackend::Postgres => drop(each_connection!(db_conn.get_postgres_connection_pool())),
+        _ => drop(each_connection!(db_conn.get_mysql_connection_pool())),
+    }
+    logger.flush().await.ok();
+}
+
 backend_tests!(
+    concurrent_imports_never_mix,
+    a_failed_import_leaves_no_open_transaction,
     an_abandoned_import_changes_nothing,
     replaces_exactly_and_atomically,
     a_source_failure_leaves_the_previous_snapshot,

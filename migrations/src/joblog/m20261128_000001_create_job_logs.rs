@@ -1,6 +1,6 @@
 use sea_orm_migration::prelude::*;
 
-use crate::types::{create_index, timestamp};
+use crate::types::{create_index, table_options, timestamp};
 
 #[derive(DeriveMigrationName)]
 pub(crate) struct Migration;
@@ -38,33 +38,37 @@ impl MigrationTrait for Migration {
         let backend = manager.get_database_backend();
         manager
             .create_table(
-                Table::create()
-                    .table(JobLogs::Table)
-                    .if_not_exists()
-                    .col(
-                        ColumnDef::new(JobLogs::Id)
-                            .big_integer()
-                            .not_null()
-                            .auto_increment()
-                            .primary_key(),
-                    )
-                    .col(ColumnDef::new(JobLogs::Name).string_len(64).not_null())
-                    .col(ColumnDef::new(JobLogs::Job).string_len(191).not_null())
-                    .col(
-                        ColumnDef::new(JobLogs::Status)
-                            .small_integer()
-                            .not_null()
-                            .default(0),
-                    )
-                    .col(ColumnDef::new(JobLogs::Host).string_len(255).null())
-                    .col(ColumnDef::new(JobLogs::Pid).big_integer().null())
-                    .col(ColumnDef::new(JobLogs::Error).text().null())
-                    .col(timestamp(backend, JobLogs::CreatedAt).not_null())
-                    .col(timestamp(backend, JobLogs::UpdatedAt).not_null())
-                    .col(timestamp(backend, JobLogs::StartedAt).null())
-                    .col(timestamp(backend, JobLogs::FinishedAt).null())
-                    .col(timestamp(backend, JobLogs::HeartbeatAt).null())
-                    .to_owned(),
+                table_options(
+                    backend,
+                    &mut Table::create()
+                        .table(JobLogs::Table)
+                        .if_not_exists()
+                        .col(
+                            ColumnDef::new(JobLogs::Id)
+                                .big_integer()
+                                .not_null()
+                                .auto_increment()
+                                .primary_key(),
+                        )
+                        .col(ColumnDef::new(JobLogs::Name).string_len(64).not_null())
+                        .col(ColumnDef::new(JobLogs::Job).string_len(191).not_null())
+                        .col(
+                            ColumnDef::new(JobLogs::Status)
+                                .small_integer()
+                                .not_null()
+                                .default(0),
+                        )
+                        .col(ColumnDef::new(JobLogs::Host).string_len(255).null())
+                        .col(ColumnDef::new(JobLogs::Pid).big_integer().null())
+                        .col(ColumnDef::new(JobLogs::Error).text().null())
+                        .col(timestamp(backend, JobLogs::CreatedAt).not_null())
+                        .col(timestamp(backend, JobLogs::UpdatedAt).not_null())
+                        .col(timestamp(backend, JobLogs::StartedAt).null())
+                        .col(timestamp(backend, JobLogs::FinishedAt).null())
+                        .col(timestamp(backend, JobLogs::HeartbeatAt).null())
+                        .to_owned(),
+                )
+                .to_owned(),
             )
             .await?;
         // The run list is keyset-paginated on `id` (newest first), alone or filtered by
@@ -94,33 +98,37 @@ impl MigrationTrait for Migration {
 
         manager
             .create_table(
-                Table::create()
-                    .table(JobLogDetails::Table)
-                    .if_not_exists()
-                    .col(
-                        ColumnDef::new(JobLogDetails::Id)
-                            .big_integer()
-                            .not_null()
-                            .auto_increment()
-                            .primary_key(),
-                    )
-                    .col(ColumnDef::new(JobLogDetails::JobLogId).big_integer().not_null())
-                    .col(
-                        ColumnDef::new(JobLogDetails::Level)
-                            .string_len(8)
-                            .not_null()
-                            .default("info"),
-                    )
-                    .col(ColumnDef::new(JobLogDetails::Message).text().not_null())
-                    .col(timestamp(backend, JobLogDetails::CreatedAt).not_null())
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_job_log_details_job_log_id")
-                            .from(JobLogDetails::Table, JobLogDetails::JobLogId)
-                            .to(JobLogs::Table, JobLogs::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
-                    .to_owned(),
+                table_options(
+                    backend,
+                    &mut Table::create()
+                        .table(JobLogDetails::Table)
+                        .if_not_exists()
+                        .col(
+                            ColumnDef::new(JobLogDetails::Id)
+                                .big_integer()
+                                .not_null()
+                                .auto_increment()
+                                .primary_key(),
+                        )
+                        .col(ColumnDef::new(JobLogDetails::JobLogId).big_integer().not_null())
+                        .col(
+                            ColumnDef::new(JobLogDetails::Level)
+                                .string_len(8)
+                                .not_null()
+                                .default("info"),
+                        )
+                        .col(ColumnDef::new(JobLogDetails::Message).text().not_null())
+                        .col(timestamp(backend, JobLogDetails::CreatedAt).not_null())
+                        .foreign_key(
+                            ForeignKey::create()
+                                .name("fk_job_log_details_job_log_id")
+                                .from(JobLogDetails::Table, JobLogDetails::JobLogId)
+                                .to(JobLogs::Table, JobLogs::Id)
+                                .on_delete(ForeignKeyAction::Cascade),
+                        )
+                        .to_owned(),
+                )
+                .to_owned(),
             )
             .await?;
         // (job_log_id, id): a run's details in write order, and the live tail "after id".

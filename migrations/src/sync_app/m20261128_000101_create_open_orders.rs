@@ -1,7 +1,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
-use crate::types::{create_index, timestamp};
+use crate::types::{create_index, table_options, timestamp};
 
 #[derive(DeriveMigrationName)]
 pub(crate) struct Migration;
@@ -51,37 +51,41 @@ impl MigrationTrait for Migration {
         let backend = manager.get_database_backend();
         manager
             .create_table(
-                Table::create()
-                    .table(O::Table)
-                    .if_not_exists()
-                    .col(
-                        ColumnDef::new(O::Id)
-                            .big_integer()
-                            .not_null()
-                            .auto_increment()
-                            .primary_key(),
-                    )
-                    .col(ColumnDef::new(O::OrderNo).big_integer().not_null())
-                    .col(ColumnDef::new(O::LineNo).integer().not_null())
-                    .col(ColumnDef::new(O::CustomerCode).string_len(20).not_null())
-                    .col(ColumnDef::new(O::CustomerName).string_len(100).not_null())
-                    .col(ColumnDef::new(O::ItemCode).string_len(40).not_null())
-                    .col(ColumnDef::new(O::ItemDescription).string_len(200).null())
-                    .col(decimal(backend, O::QtyOrdered, 18, 4))
-                    .col(decimal(backend, O::QtyShipped, 18, 4))
-                    .col(decimal(backend, O::QtyOpen, 18, 4))
-                    .col(decimal(backend, O::UnitPrice, 19, 4))
-                    .col(decimal(backend, O::LineAmount, 19, 2))
-                    .col(ColumnDef::new(O::Currency).string_len(3).not_null())
-                    .col(ColumnDef::new(O::OrderDate).date().not_null())
-                    .col(ColumnDef::new(O::RequestedDate).date().null())
-                    .col(ColumnDef::new(O::PromisedDate).date().null())
-                    .col(ColumnDef::new(O::Warehouse).string_len(10).null())
-                    .col(ColumnDef::new(O::Status).string_len(20).not_null())
-                    .col(ColumnDef::new(O::Rush).boolean().not_null().default(false))
-                    .col(timestamp(backend, O::ErpModifiedAt).null())
-                    .col(timestamp(backend, O::SyncedAt).not_null())
-                    .to_owned(),
+                table_options(
+                    backend,
+                    &mut Table::create()
+                        .table(O::Table)
+                        .if_not_exists()
+                        .col(
+                            ColumnDef::new(O::Id)
+                                .big_integer()
+                                .not_null()
+                                .auto_increment()
+                                .primary_key(),
+                        )
+                        .col(ColumnDef::new(O::OrderNo).big_integer().not_null())
+                        .col(ColumnDef::new(O::LineNo).integer().not_null())
+                        .col(ColumnDef::new(O::CustomerCode).string_len(20).not_null())
+                        .col(ColumnDef::new(O::CustomerName).string_len(100).not_null())
+                        .col(ColumnDef::new(O::ItemCode).string_len(40).not_null())
+                        .col(ColumnDef::new(O::ItemDescription).string_len(200).null())
+                        .col(decimal(backend, O::QtyOrdered, 18, 4))
+                        .col(decimal(backend, O::QtyShipped, 18, 4))
+                        .col(decimal(backend, O::QtyOpen, 18, 4))
+                        .col(decimal(backend, O::UnitPrice, 19, 4))
+                        .col(decimal(backend, O::LineAmount, 19, 2))
+                        .col(ColumnDef::new(O::Currency).string_len(3).not_null())
+                        .col(ColumnDef::new(O::OrderDate).date().not_null())
+                        .col(ColumnDef::new(O::RequestedDate).date().null())
+                        .col(ColumnDef::new(O::PromisedDate).date().null())
+                        .col(ColumnDef::new(O::Warehouse).string_len(10).null())
+                        .col(ColumnDef::new(O::Status).string_len(20).not_null())
+                        .col(ColumnDef::new(O::Rush).boolean().not_null().default(false))
+                        .col(timestamp(backend, O::ErpModifiedAt).null())
+                        .col(timestamp(backend, O::SyncedAt).not_null())
+                        .to_owned(),
+                )
+                .to_owned(),
             )
             .await?;
         // The page's default order and the key of an order line; then one index per

@@ -30,14 +30,32 @@ pub fn pairs(ado: &str) -> Vec<(String, String)> {
             .to_ascii_lowercase();
         let after = rest[eq + 1..].trim_start();
         let (value, next) = match after.chars().next() {
-            Some(q @ ('"' | '\'')) => match after[1..].find(q) {
-                Some(end) => {
-                    let v = &after[1..=end];
-                    let tail = &after[end + 2..];
-                    (v.to_string(), tail.find(';').map_or("", |i| &tail[i + 1..]))
+            Some(q @ ('"' | '\'')) => {
+                // Quoted: a doubled quote stands for one quote character.
+                let mut value = String::new();
+                let mut chars = after[1..].char_indices().peekable();
+                let mut end = None;
+                while let Some((i, c)) = chars.next() {
+                    if c == q {
+                        if chars.peek().map(|(_, n)| *n) == Some(q) {
+                            value.push(q);
+                            chars.next();
+                        } else {
+                            end = Some(i + 1);
+                            break;
+                        }
+                    } else {
+                        value.push(c);
+                    }
                 }
-                None => (after[1..].to_string(), ""),
-            },
+                match end {
+                    Some(end) => {
+                        let tail = &after[1 + end..];
+                        (value, tail.find(';').map_or("", |i| &tail[i + 1..]))
+                    }
+                    None => (value, ""),
+                }
+            }
             _ => match after.find(';') {
                 Some(i) => (after[..i].trim().to_string(), &after[i + 1..]),
                 None => (after.trim().to_string(), ""),
@@ -99,5 +117,12 @@ mod tests {
                 .contains("connect timeout")
         );
         assert!(timeouts("Command Timeout=0").is_err());
+        let escaped = pairs("password='it''s;secret';database=ERP;timeout=5");
+        assert_eq!(escaped[0], ("password".to_string(), "it's;secret".to_string()));
+        assert_eq!(escaped[1], ("database".to_string(), "ERP".to_string()));
+        assert_eq!(
+            timeouts("password='p''w;timeout=x';timeout=5").unwrap().connect,
+            Duration::from_secs(5)
+        );
     }
 }

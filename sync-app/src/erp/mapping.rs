@@ -214,6 +214,9 @@ fn text(data: &ColumnData<'static>, field: &Field) -> Result<Option<String>, Str
         ColumnData::String(v) => match v {
             None => Ok(None),
             Some(s) => {
+                if s.contains('\0') {
+                    return Err("contains a NUL character, which the local database cannot store".into());
+                }
                 let chars = s.chars().count();
                 if field.limit > 0 && chars > field.limit as usize {
                     Err(format!(
@@ -232,8 +235,17 @@ fn text(data: &ColumnData<'static>, field: &Field) -> Result<Option<String>, Str
 fn decimal(data: &ColumnData<'static>, field: &Field) -> Result<Option<Decimal>, String> {
     let value = match data {
         ColumnData::Numeric(None) => return Ok(None),
-        ColumnData::Numeric(Some(n)) => Decimal::try_from_i128_with_scale(n.value(), u32::from(n.scale()))
-            .map_err(|_| format!("value {n} has more digits than an exact decimal holds (28)"))?,
+        ColumnData::Numeric(Some(n)) => {
+            // decimal(38,30) holding 1.5 arrives as 15 followed by 29 zeros: drop the
+            // trailing zeros first so that only real digits count.
+            let (mut value, mut scale) = (n.value(), u32::from(n.scale()));
+            while scale > 0 && value % 10 == 0 {
+                value /= 10;
+                scale -= 1;
+            }
+            Decimal::try_from_i128_with_scale(value, scale)
+                .map_err(|_| format!("value {n} has more digits than an exact decimal holds (28)"))?
+        }
         other => match whole(other) {
             Ok(None) => return Ok(None),
             Ok(Some(v)) => Decimal::try_from_i128_with_scale(v, 0)
@@ -413,6 +425,20 @@ mod tests {
         let r = row(&[], &["qty_open"]);
         let e = ColumnMap::resolve(r.columns()).unwrap_err();
         assert!(e.to_string().contains("has no column `qty_open`"), "{e}");
+    }
+
+    #[test]
+    fn wide_scales_and_nul_characters() {
+        let wide = ColumnData::Numeric(Some(Numeric::new_with_scale(15 * 10i128.pow(29), 30)));
+        let o = map(&row(&[("qty_open", ColumnType::Decimaln, wide)], &[])).unwrap();
+        assert_eq!(o.qty_open.to_string(), "1.5000", "decimal(38,30) 1.5 fits");
+        let nul = ColumnData::String(Some("Acme\0Corp".into()));
+        let e = map(&row(&[("customer_name", ColumnType::NVarchar, nul)], &[])).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("order 100042 line 3 (row 7): column `customer_name` contains a NUL"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -197,6 +197,72 @@ impl ErpConnection {
         async_stream(self, query)
     }
 
+    /// Runs `query` on a task of its own — tiberius decodes and maps rows on one core
+    /// while the caller writes them on another — and yields the rows through a small
+    /// bounded channel (batches of 1,024 rows, at most 4 in flight), so memory stays
+    /// constant. The connection is closed when the rows end, after an error, or when the
+    /// returned stream is dropped.
+    pub fn spawn_open_orders(
+        mut self,
+        query: String,
+    ) -> impl Stream<Item = Result<OpenOrder, SourceError>> + Send + 'static {
+        const BATCH: usize = 1_024;
+        enum Chunk {
+            Rows(Vec<Result<OpenOrder, SourceError>>),
+            End,
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(4);
+        let reader = tokio::spawn(async move {
+            {
+                let mut rows = std::pin::pin!(self.stream_open_orders(&query));
+                let mut batch = Vec::with_capacity(BATCH);
+                while let Some(item) = rows.next().await {
+                    let failed = item.is_err();
+                    batch.push(item);
+                    if batch.len() == BATCH || failed {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        if tx.send(Chunk::Rows(full)).await.is_err() {
+                            return; // the consumer is gone
+                        }
+                    }
+                    if failed {
+                        break;
+                    }
+                }
+                if !batch.is_empty() && tx.send(Chunk::Rows(batch)).await.is_err() {
+                    return;
+                }
+            }
+            self.close().await;
+            let _ = tx.send(Chunk::End).await;
+        });
+        // The reader is aborted when the stream is dropped (a cancelled sync), and a reader
+        // that ends without its End marker (it panicked) is an error, never a short result.
+        struct Abort(tokio::task::JoinHandle<()>);
+        impl Drop for Abort {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let state = (rx, Abort(reader), false);
+        futures::stream::unfold(state, |(mut rx, reader, ended)| async move {
+            if ended {
+                return None;
+            }
+            match rx.recv().await {
+                Some(Chunk::Rows(rows)) => Some((rows, (rx, reader, false))),
+                Some(Chunk::End) => None,
+                None => {
+                    let e = SourceError::Query(tiberius::error::Error::Protocol(
+                        "the task reading from SQL Server stopped unexpectedly".into(),
+                    ));
+                    Some((vec![Err(e)], (rx, reader, true)))
+                }
+            }
+        })
+        .flat_map(futures::stream::iter)
+    }
+
     /// Closes the connection politely.
     pub async fn close(self) {
         let _ = self.client.close().await;
@@ -235,6 +301,18 @@ fn async_stream<'a>(
         };
         loop {
             match items.next().await {
+                None if map.is_none() => {
+                    // Not even column metadata: the query returned no result set at all
+                    // (a procedure branch without SELECT, only SET statements…). An empty
+                    // result has columns; this is not an empty table.
+                    let e = RowError {
+                        row: None,
+                        order: None,
+                        column: "order_no",
+                        problem: "is missing: SOURCE_QUERY returned no result set".into(),
+                    };
+                    return Some((Err(SourceError::Row(e)), State::Done));
+                }
                 None => return None,
                 Some(Err(e)) => return Some((Err(query_error(e)), State::Done)),
                 Some(Ok(QueryItem::Metadata(meta))) => {

@@ -287,6 +287,22 @@ fn stored(row: &QueryResult) -> Result<StoredOrder, DbErr> {
     })
 }
 
+/// [`page`] inside one read-only transaction (repeatable read where the database has
+/// it), so that its rows and totals come from the same snapshot even if a sync commits in
+/// between.
+pub async fn page_consistent(db: &sea_orm::DatabaseConnection, q: &OrderQuery) -> Result<OrdersPage, DbErr> {
+    use sea_orm::{AccessMode, IsolationLevel, TransactionTrait};
+    let (isolation, access) = match db.get_database_backend() {
+        // SQLite: every transaction reads one snapshot; it has no isolation levels to set.
+        DbBackend::Sqlite => (None, None),
+        _ => (Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)),
+    };
+    let txn = db.begin_with_config(isolation, access).await?;
+    let result = page(&txn, q).await;
+    txn.commit().await?;
+    result
+}
+
 /// One page of open orders with totals over the whole search.
 pub async fn page(db: &impl ConnectionTrait, q: &OrderQuery) -> Result<OrdersPage, DbErr> {
     let backend = db.get_database_backend();

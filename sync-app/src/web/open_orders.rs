@@ -72,7 +72,13 @@ fn money(d: Decimal, min_scale: u32) -> String {
     }
     let text = d.abs().to_string();
     let (int, frac) = text.split_once('.').map_or((text.as_str(), ""), |(i, f)| (i, f));
-    let grouped = thousands(int.parse().unwrap_or(0));
+    let mut grouped = String::with_capacity(int.len() + int.len() / 3);
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
     let sign = if d.is_sign_negative() && !d.is_zero() {
         "-"
     } else {
@@ -150,7 +156,6 @@ pub(crate) async fn open_orders_page(req: &Request, state: Data<&Arc<PageState>>
         _ => return bad("page must be a whole number from 1.".into()),
     };
 
-    let db = state.logger.db();
     let query = OrderQuery {
         search: (!search.is_empty()).then(|| search.clone()),
         sort,
@@ -158,7 +163,7 @@ pub(crate) async fn open_orders_page(req: &Request, state: Data<&Arc<PageState>>
         page,
         per_page: PER_PAGE,
     };
-    let result = match query::page(db, &query).await {
+    let result = match query::page_consistent(state.logger.db(), &query).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "sync-app: reading open_orders failed");
@@ -178,7 +183,11 @@ pub(crate) async fn open_orders_page(req: &Request, state: Data<&Arc<PageState>>
             base,
             StatusCode::NOT_FOUND,
             "No such page",
-            format!("There are {pages} pages of results."),
+            if pages == 1 {
+                "There is 1 page of results.".to_string()
+            } else {
+                format!("There are {pages} pages of results.")
+            },
         );
     }
 
@@ -318,5 +327,9 @@ mod tests {
         assert_eq!(money(d("-1.5000"), 2), "-1.50");
         assert_eq!(money(d("0.0000"), 2), "0.00");
         assert_eq!(money(d("14.9999"), 2), "14.9999");
+        assert_eq!(
+            money(d("19999999999999999998.00"), 2),
+            "19,999,999,999,999,999,998.00"
+        );
     }
 }

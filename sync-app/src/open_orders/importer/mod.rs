@@ -121,7 +121,12 @@ impl OpenOrdersImporter {
             source,
         })?;
         let result = run(&mut sink, rows, progress).await;
-        sink.close().await;
+        if result.is_ok() {
+            // Back to the pool without its staging table.
+            sink.close().await;
+        }
+        // On an error the connection may sit in a failed transaction or COPY (MySQL keeps
+        // a transaction open after a failed statement): dropping `sink` closes it.
         result
     }
 }

@@ -340,15 +340,39 @@ impl Sink {
     ) -> Result<(u64, u64), sqlx::Error> {
         let cols = columns();
         macro_rules! swap {
-            ($c:expr, $db:ty, $begin:expr, $count:expr, $copy:expr) => {{
+            ($c:expr, $db:ty, $begin:expr, $lock:expr, $copy:expr, $rebuild:expr) => {{
                 let mut tx = match $begin {
                     Some(begin) => sea_orm::sqlx::Connection::begin_with(&mut **$c, begin).await?,
                     None => sea_orm::sqlx::Connection::begin(&mut **$c).await?,
                 };
-                let previous: i64 = sqlx::query_scalar($count).fetch_one(&mut *tx).await?;
-                sqlx::query("DELETE FROM open_orders")
+                // Two swaps at once (a manual `sync` while `serve` runs) take turns; on
+                // PostgreSQL the second DELETE would otherwise skip the first one's rows.
+                if let Some(lock) = $lock {
+                    sqlx::query(lock).execute(&mut *tx).await?;
+                }
+                let previous = sqlx::query("DELETE FROM open_orders")
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                // SQLite: filling an indexed table row by row inserts into every index at
+                // random places; building each index once afterwards, from sorted keys, is
+                // several times faster. Readers are not held up (WAL: they keep the old
+                // snapshot, indexes included), and the definitions come from the schema
+                // the migrations made, so nothing is duplicated here.
+                let indexes: Vec<(String, String)> = if $rebuild {
+                    sqlx::query_as(
+                        "SELECT name, sql FROM main.sqlite_master \
+                         WHERE type = 'index' AND tbl_name = 'open_orders' AND sql IS NOT NULL",
+                    )
+                    .fetch_all(&mut *tx)
+                    .await?
+                } else {
+                    Vec::new()
+                };
+                for (name, _) in &indexes {
+                    let drop = AssertSqlSafe(format!("DROP INDEX main.\"{}\"", name.replace('"', "\"\"")));
+                    sqlx::raw_sql(drop).execute(&mut *tx).await?;
+                }
                 let copy = AssertSqlSafe(format!($copy, cols = cols, staging = STAGING));
                 let copy = copy.into_sql_str();
                 let mut i = 0;
@@ -367,6 +391,11 @@ impl Sink {
                     on_batch(i, to - from);
                     from = to;
                 }
+                for (_, create) in indexes {
+                    sqlx::raw_sql(AssertSqlSafe(create))
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 if inserted != total {
                     // Dropping `tx` rolls back.
                     return Err(sqlx::Error::Protocol(format!(
@@ -374,7 +403,7 @@ impl Sink {
                     )));
                 }
                 tx.commit().await?;
-                Ok((previous as u64, inserted))
+                Ok((previous, inserted))
             }};
         }
         use sea_orm::sqlx::SqlSafeStr;
@@ -383,25 +412,28 @@ impl Sink {
                 c,
                 Sqlite,
                 Some("BEGIN IMMEDIATE"),
-                "SELECT COUNT(*) FROM open_orders",
+                None::<&'static str>,
                 "INSERT INTO open_orders ({cols}, synced_at) SELECT {cols}, ? FROM temp.{staging} \
-                 WHERE seq > ? AND seq <= ? ORDER BY seq"
+                 WHERE seq > ? AND seq <= ? ORDER BY seq",
+                true
             ),
             Conn::Postgres(Some(c)) => swap!(
                 c,
                 Postgres,
                 None::<&'static str>,
-                "SELECT COUNT(*)::bigint FROM open_orders",
+                Some("SELECT pg_advisory_xact_lock(7411150265)"),
                 "INSERT INTO open_orders ({cols}, synced_at) SELECT {cols}, $1 FROM pg_temp.{staging} \
-                 WHERE seq > $2 AND seq <= $3 ORDER BY seq"
+                 WHERE seq > $2 AND seq <= $3 ORDER BY seq",
+                false
             ),
             Conn::MySql(Some(c)) => swap!(
                 c,
                 MySql,
                 None::<&'static str>,
-                "SELECT COUNT(*) FROM open_orders",
+                None::<&'static str>,
                 "INSERT INTO open_orders ({cols}, synced_at) SELECT {cols}, ? FROM {staging} \
-                 WHERE seq > ? AND seq <= ? ORDER BY seq"
+                 WHERE seq > ? AND seq <= ? ORDER BY seq",
+                false
             ),
             _ => Err(sqlx::Error::PoolClosed),
         }

@@ -29,6 +29,7 @@ mod model;
 mod naming;
 mod query;
 mod run;
+mod scheduler;
 mod sql;
 mod status;
 #[cfg(feature = "tracing")]
@@ -44,6 +45,10 @@ pub use query::{
     CappedCount, Cursor, JobSummary, MAX_PAGE_SIZE, RunFilter, RunListItem, RunPage, StatusCounts,
 };
 pub use run::{ErrorChain, JobRun, RunHandle};
+pub use scheduler::{
+    JobOptions, Schedule, ScheduleRecord, Scheduler, SchedulerBuilder, SchedulerHandle, pause_job,
+    request_run_now, resume_job, schedules, schedules_with,
+};
 pub use sea_orm::DatabaseConnection;
 pub use status::{Level, ParseError, RunStatus};
 #[cfg(feature = "tracing")]

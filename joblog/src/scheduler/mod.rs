@@ -1,0 +1,475 @@
+//! Recurring jobs that never overlap, in one process or across instances.
+//!
+//! Every job has a row in `job_schedules`. An instance runs a due job only after taking
+//! the row's lease with one conditional `UPDATE` (the database decides the race, on
+//! PostgreSQL, MySQL and SQLite alike); it renews the lease every third of its length
+//! while the job runs and gives it back, with the outcome, when the job ends. A due time
+//! that finds the job still running is counted as skipped, once. If the holder dies, its
+//! lease runs out and another instance takes the job over. All times are compared on the
+//! database's clock.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use std::time::Duration;
+//! use joblog::{JobLogger, Schedule, Scheduler};
+//!
+//! let logger = JobLogger::connect("sqlite://joblog.db?mode=rwc").await?;
+//! logger.migrate().await?;
+//! let handle = Scheduler::builder(logger.clone())
+//!     .job("SyncOpenOrdersJob", Schedule::every(Duration::from_secs(300)), |run| async move {
+//!         run.detail("syncing");
+//!         Ok::<_, anyhow::Error>(())
+//!     })
+//!     .build()
+//!     .start()
+//!     .await?;
+//! // … later
+//! handle.shutdown(Duration::from_secs(30)).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod schedule;
+mod store;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+pub use schedule::Schedule;
+pub use store::{ScheduleRecord, pause_job, request_run_now, resume_job, schedules, schedules_with};
+
+use crate::{Error, JobLogger, Result, RunHandle, RunStatus};
+
+type JobFn = Arc<dyn Fn(RunHandle) -> BoxFuture<'static, std::result::Result<(), String>> + Send + Sync>;
+
+/// Per-job options of [`SchedulerBuilder::job_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobOptions {
+    run_at_start: bool,
+}
+
+impl JobOptions {
+    /// Whether the first occurrence runs at start-up instead of one interval later
+    /// (default: no). It applies when the job's row is created; an existing row keeps its
+    /// `next_run_at` (a due time that passed during downtime runs once at start-up anyway).
+    pub fn run_at_start(mut self, yes: bool) -> Self {
+        self.run_at_start = yes;
+        self
+    }
+}
+
+struct JobSpec {
+    name: String,
+    schedule: Schedule,
+    options: JobOptions,
+    f: JobFn,
+}
+
+impl fmt::Debug for JobSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobSpec")
+            .field("name", &self.name)
+            .field("schedule", &self.schedule)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings and jobs of a [`Scheduler`].
+#[derive(Debug)]
+pub struct SchedulerBuilder {
+    logger: JobLogger,
+    lease: Duration,
+    poll_interval: Duration,
+    owner: Option<String>,
+    jobs: Vec<JobSpec>,
+}
+
+impl SchedulerBuilder {
+    /// How long a lease lasts without renewal (default 60 s; at least 300 ms). It is renewed
+    /// every third of that while the job runs; a dead holder's job is taken over after it.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(300));
+        self
+    }
+
+    /// How often each job's row is looked at (default 1 s; at least 10 ms): the delay of
+    /// "run now", and the precision of due times.
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.poll_interval = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// The lease owner written to the table (default `host:pid:random`); must be unique
+    /// per scheduler.
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    /// Registers `job` on `schedule`. `f` runs under [`JobLogger::run`]'s semantics:
+    /// processing, then success on `Ok`, error (formatted with `{:#}`) on `Err`, error on
+    /// panic or cancellation.
+    pub fn job<F, Fut, E>(self, job: impl Into<String>, schedule: Schedule, f: F) -> Self
+    where
+        F: Fn(RunHandle) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        self.job_with(job, schedule, JobOptions::default(), f)
+    }
+
+    /// [`job`](Self::job) with options.
+    pub fn job_with<F, Fut, E>(mut self, job: impl Into<String>, schedule: Schedule, options: JobOptions, f: F) -> Self
+    where
+        F: Fn(RunHandle) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        let f: JobFn = Arc::new(move |run| f(run).map(|r| r.map_err(|e| format!("{e:#}"))).boxed());
+        self.jobs.push(JobSpec {
+            name: job.into(),
+            schedule,
+            options,
+            f,
+        });
+        self
+    }
+
+    /// The scheduler; [`Scheduler::start`] registers the jobs and starts it.
+    pub fn build(self) -> Scheduler {
+        let owner = self.owner.unwrap_or_else(|| {
+            format!(
+                "{}:{}:{:016x}",
+                self.logger.inner.host,
+                std::process::id(),
+                random_u64()
+            )
+        });
+        Scheduler {
+            logger: self.logger,
+            lease: self.lease,
+            poll_interval: self.poll_interval,
+            owner,
+            jobs: self.jobs,
+        }
+    }
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// Runs registered jobs on their schedules; see the [module docs](self).
+#[derive(Debug)]
+pub struct Scheduler {
+    logger: JobLogger,
+    lease: Duration,
+    poll_interval: Duration,
+    owner: String,
+    jobs: Vec<JobSpec>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    logger: JobLogger,
+    lease: Duration,
+    poll_interval: Duration,
+    owner: String,
+    /// `true`: start no new runs.
+    stop: watch::Sender<bool>,
+    /// `true`: cancel the runs going on.
+    cancel: watch::Sender<bool>,
+    wake: Notify,
+}
+
+impl Scheduler {
+    /// Settings for a scheduler whose runs are recorded by `logger`.
+    pub fn builder(logger: JobLogger) -> SchedulerBuilder {
+        SchedulerBuilder {
+            logger,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            owner: None,
+            jobs: Vec::new(),
+        }
+    }
+
+    /// Registers every job in `job_schedules` (creating its row, or updating its schedule
+    /// text and keeping `paused` and `next_run_at`) and starts one task per job.
+    /// [`Error::Config`] for a job name registered twice or longer than 191 bytes.
+    pub async fn start(self) -> Result<SchedulerHandle> {
+        let mut seen = HashSet::new();
+        for job in &self.jobs {
+            if job.name.is_empty() || job.name.len() > 191 {
+                return Err(Error::Config(format!(
+                    "job name {:?} must be 1 to 191 bytes long",
+                    job.name
+                )));
+            }
+            if !seen.insert(job.name.clone()) {
+                return Err(Error::Config(format!("job {:?} is registered twice", job.name)));
+            }
+        }
+        for job in &self.jobs {
+            store::register(self.logger.db(), &job.name, &job.schedule, job.options.run_at_start).await?;
+        }
+        let shared = Arc::new(Shared {
+            logger: self.logger,
+            lease: self.lease,
+            poll_interval: self.poll_interval,
+            owner: self.owner,
+            stop: watch::channel(false).0,
+            cancel: watch::channel(false).0,
+            wake: Notify::new(),
+        });
+        let jobs: Vec<String> = self.jobs.iter().map(|j| j.name.clone()).collect();
+        let tasks = self
+            .jobs
+            .into_iter()
+            .map(|spec| tokio::spawn(job_loop(shared.clone(), Arc::new(spec))))
+            .collect();
+        Ok(SchedulerHandle {
+            shared,
+            jobs,
+            tasks: Mutex::new(tasks),
+        })
+    }
+}
+
+/// A running [`Scheduler`]. Dropping it (or [`abort`](Self::abort)) stops its tasks at
+/// once without releasing leases; [`shutdown`](Self::shutdown) is the clean way out.
+#[derive(Debug)]
+pub struct SchedulerHandle {
+    shared: Arc<Shared>,
+    jobs: Vec<String>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl SchedulerHandle {
+    /// This scheduler's lease owner (`host:pid:random`).
+    pub fn owner(&self) -> &str {
+        &self.shared.owner
+    }
+
+    /// The jobs this scheduler runs.
+    pub fn jobs(&self) -> &[String] {
+        &self.jobs
+    }
+
+    /// See [`request_run_now`]; this instance looks at once, others within a poll interval.
+    pub async fn run_now(&self, job: &str) -> Result<bool> {
+        let found = request_run_now(&self.shared.logger, job).await?;
+        self.shared.wake.notify_waiters();
+        Ok(found)
+    }
+
+    /// See [`pause_job`].
+    pub async fn pause(&self, job: &str) -> Result<bool> {
+        pause_job(&self.shared.logger, job).await
+    }
+
+    /// See [`resume_job`].
+    pub async fn resume(&self, job: &str) -> Result<bool> {
+        let found = resume_job(&self.shared.logger, job).await?;
+        self.shared.wake.notify_waiters();
+        Ok(found)
+    }
+
+    /// See [`schedules`].
+    pub async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        schedules(&self.shared.logger).await
+    }
+
+    /// Stops starting new runs, lets the runs going on finish within `grace`, then
+    /// cancels the rest (their runs are recorded as error "cancelled"), releases the
+    /// leases and flushes the logger.
+    pub async fn shutdown(self, grace: Duration) -> Result<()> {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        self.shared.stop.send_replace(true);
+        self.shared.wake.notify_waiters();
+        let mut all = futures::future::join_all(tasks);
+        if tokio::time::timeout(grace, &mut all).await.is_err() {
+            self.shared.cancel.send_replace(true);
+            // Cancelling is quick: dropping the job's future, then one UPDATE per job.
+            let bound = self.shared.logger.inner.durability_timeout + Duration::from_secs(5);
+            if tokio::time::timeout(bound, &mut all).await.is_err() {
+                tracing::warn!("joblog: scheduler tasks did not stop after cancellation; aborting them");
+            }
+        }
+        self.shared.logger.flush().await
+    }
+
+    /// Stops every task at once without releasing leases, as a crash would (leases then
+    /// run out and other instances take over). Prefer [`shutdown`](Self::shutdown).
+    pub fn abort(self) {
+        drop(self);
+    }
+}
+
+impl Drop for SchedulerHandle {
+    fn drop(&mut self) {
+        for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+async fn job_loop(shared: Arc<Shared>, spec: Arc<JobSpec>) {
+    let mut stop = shared.stop.subscribe();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match poll(&shared, &spec).await {
+            Ok(Some(started_at)) => run_one(&shared, &spec, started_at).await,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(job = %spec.name, error = %e, "joblog: scheduler poll failed"),
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(shared.poll_interval) => {}
+            _ = stop.changed() => {}
+            _ = shared.wake.notified() => {}
+        }
+    }
+}
+
+/// One look at the job's row: take the lease if it is due and free (returns the start
+/// time on the database's clock), or count a skip if it is due and still running.
+async fn poll(shared: &Shared, spec: &JobSpec) -> Result<Option<DateTime<Utc>>> {
+    let db = shared.logger.db();
+    let Some(state) = store::load_state(db, &spec.name).await? else {
+        // The row was deleted behind our back: register it again.
+        store::register(db, &spec.name, &spec.schedule, false).await?;
+        return Ok(None);
+    };
+    if state.paused {
+        return Ok(None);
+    }
+    let overdue = state.next_run_at <= state.now;
+    let next = || {
+        spec.schedule
+            .next_due_after(state.next_run_at, state.now)
+            .unwrap_or(state.now + chrono::Duration::days(3650))
+    };
+    if (overdue || state.run_now) && state.lease_free {
+        if store::try_acquire(db, &spec.name, &shared.owner, shared.lease, next()).await? {
+            return Ok(Some(state.now));
+        }
+    } else if overdue && !state.lease_free && store::record_skip(db, &spec.name, state.skipped_count, next()).await? {
+        tracing::info!(job = %spec.name, "joblog: occurrence skipped, the previous run is still going on");
+    }
+    Ok(None)
+}
+
+enum Ended {
+    Finished(RunStatus),
+    Cancelled,
+    LeaseLost,
+}
+
+/// Runs the job while holding the lease: renews it, counts skipped occurrences, and
+/// releases it with the outcome.
+async fn run_one(shared: &Shared, spec: &JobSpec, started_at: DateTime<Utc>) {
+    let db = shared.logger.db();
+    let run_id = Arc::new(AtomicI64::new(0));
+    let id_slot = run_id.clone();
+    let f = spec.f.clone();
+    let logger = shared.logger.clone();
+    let name = spec.name.clone();
+    let fut = async move {
+        logger
+            .run(&name, move |run| {
+                id_slot.store(run.id(), Ordering::Relaxed);
+                f(run)
+            })
+            .await
+    };
+    let mut fut = std::pin::pin!(AssertUnwindSafe(fut).catch_unwind());
+    let renew_every = shared.lease / 3;
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut look = tokio::time::interval_at(
+        tokio::time::Instant::now() + shared.poll_interval,
+        shared.poll_interval,
+    );
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cancel = shared.cancel.subscribe();
+    let ended = loop {
+        tokio::select! {
+            outcome = &mut fut => break Ended::Finished(match outcome {
+                Ok(Ok(())) => RunStatus::Success,
+                _ => RunStatus::Error,
+            }),
+            _ = renew.tick() => match store::renew(db, &spec.name, &shared.owner, shared.lease).await {
+                Ok(true) => {}
+                Ok(false) => break Ended::LeaseLost,
+                Err(e) => tracing::warn!(job = %spec.name, error = %e, "joblog: renewing the lease failed"),
+            },
+            _ = look.tick() => {
+                if let Err(e) = poll(shared, spec).await {
+                    tracing::warn!(job = %spec.name, error = %e, "joblog: scheduler poll failed");
+                }
+            }
+            () = raised(&mut cancel) => break Ended::Cancelled,
+        }
+    };
+    // Dropping an unfinished run's future records it as error "cancelled".
+    drop(fut);
+    let status = match ended {
+        Ended::Finished(status) => status,
+        Ended::Cancelled => RunStatus::Error,
+        Ended::LeaseLost => {
+            tracing::error!(
+                job = %spec.name,
+                "joblog: the lease was lost (not renewed in time and taken over); the run was cancelled"
+            );
+            return;
+        }
+    };
+    let id = run_id.load(Ordering::Relaxed);
+    let id = (id != 0).then_some(id);
+    for attempt in 0..3 {
+        match store::release(db, &spec.name, &shared.owner, id, started_at, status).await {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(job = %spec.name, error = %e, attempt, "joblog: releasing the lease failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Resolves once the flag is `true` (never, if its sender is gone).
+async fn raised(flag: &mut watch::Receiver<bool>) {
+    loop {
+        if *flag.borrow_and_update() {
+            return;
+        }
+        if flag.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -7,12 +7,13 @@
 //!   table (SQLite: one prepared INSERT per row in one transaction, and multi-row INSERTs
 //!   in one transaction — the faster counts; PostgreSQL: `COPY … FROM STDIN`), rows
 //!   generated in memory before the clock starts;
-//! - **sync-app**: `SyncOpenOrdersJob::run` — connect, stream, stage, swap, every log line
-//!   — into an empty table, then again replacing the N rows it wrote.
+//! - **sync-app**: the `sync-app sync` command as a child process (connect, stream, stage,
+//!   swap, every log line; process start and the migration check included) into an empty
+//!   table, then again replacing the N rows it wrote.
 //!
-//! Peak memory is the process's peak RSS during each step (`VmHWM`, reset between steps
-//! through `/proc/self/clear_refs`); the fake ERP runs in the same process. sync-app runs
-//! first: the raw loads hold their rows in memory, and the allocator keeps what they free.
+//! Peak memory: for sync-app, the child process's own peak RSS (`VmHWM`); for the limits,
+//! this process's peak RSS during the step (reset through `/proc/self/clear_refs`; the fake
+//! ERP runs in this process, and the raw loads hold their rows in memory).
 //!
 //! ```text
 //! cargo bench -p sync-app --bench sync -- [--rows N] [--backends sqlite,postgres,mysql]
@@ -27,9 +28,8 @@ use chrono::Utc;
 use futures::StreamExt;
 use sea_orm::sqlx;
 use sea_orm::{ConnectionTrait, Database};
-use sync_app::erp::{DEFAULT_SOURCE_QUERY, ErpSource};
+use sync_app::erp::DEFAULT_SOURCE_QUERY;
 use sync_app::fake_erp::{FakeErp, FakeErpConfig, OrderLine, order_lines};
-use sync_app::sync_job::SyncOpenOrdersJob;
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 const SEED: u64 = 42;
@@ -263,28 +263,48 @@ async fn sink_limit_postgres(url: &str, rows: u64) -> Result<Row> {
     })
 }
 
+/// `sync-app sync` itself, as a child process (the binary this package builds): its wall
+/// time, and its own peak RSS, polled from `/proc/<pid>/status` until it exits.
 async fn ours(url: &str, ado: &str, rows: u64, label: &str) -> Result<Row> {
-    let logger = sync_app::database::open(url).await?;
-    let job = SyncOpenOrdersJob::new(
-        ErpSource::from_ado(ado)?,
-        DEFAULT_SOURCE_QUERY,
-        logger.db().clone(),
-    );
-    peak_reset();
     let t0 = Instant::now();
-    let stats = job.run(&logger).await?;
-    logger.flush().await?;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sync-app"))
+        .arg("sync")
+        .env("DATABASE_URL", url)
+        .env("MSSQL_URL", ado)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("spawning sync-app sync")?;
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0f64;
+    let status = loop {
+        if let Ok(status) = std::fs::read_to_string(&status_file) {
+            if let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            {
+                peak_kb = peak_kb.max(kb);
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     let time = t0.elapsed();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out)?;
+    anyhow::ensure!(status.success(), "sync-app sync failed: {out}");
     anyhow::ensure!(
-        stats.inserted == rows,
-        "inserted {} rows, expected {rows}",
-        stats.inserted
+        out.contains(&format!("{rows} inserted")),
+        "sync-app sync did not insert {rows} rows: {out}"
     );
     Ok(Row {
         label: label.into(),
         rows,
         time,
-        peak: peak_mb(),
+        peak: peak_kb / 1024.0,
     })
 }
 
@@ -353,7 +373,15 @@ async fn bench(backend: &str, rows: u64) -> Result<()> {
     // sync-app first, so that its peak memory is not inflated by the raw loads' rows
     // (the allocator keeps freed memory).
     let mut ours_rows = Vec::new();
-    ours_rows.push(ours(&url, &ado, rows, "sync-app: SyncOpenOrdersJob into an empty table").await?);
+    ours_rows.push(
+        ours(
+            &url,
+            &ado,
+            rows,
+            "sync-app: SyncOpenOrdersJob into an empty table",
+        )
+        .await?,
+    );
     ours_rows.push(ours(&url, &ado, rows, "sync-app: again, replacing the rows it wrote").await?);
     let mut limits = vec![source_limit(&ado, rows).await?];
     match backend {

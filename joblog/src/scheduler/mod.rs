@@ -131,7 +131,13 @@ impl SchedulerBuilder {
     }
 
     /// [`job`](Self::job) with options.
-    pub fn job_with<F, Fut, E>(mut self, job: impl Into<String>, schedule: Schedule, options: JobOptions, f: F) -> Self
+    pub fn job_with<F, Fut, E>(
+        mut self,
+        job: impl Into<String>,
+        schedule: Schedule,
+        options: JobOptions,
+        f: F,
+    ) -> Self
     where
         F: Fn(RunHandle) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
@@ -231,7 +237,13 @@ impl Scheduler {
             }
         }
         for job in &self.jobs {
-            store::register(self.logger.db(), &job.name, &job.schedule, job.options.run_at_start).await?;
+            store::register(
+                self.logger.db(),
+                &job.name,
+                &job.schedule,
+                job.options.run_at_start,
+            )
+            .await?;
         }
         let shared = Arc::new(Shared {
             logger: self.logger,
@@ -378,7 +390,10 @@ async fn poll(shared: &Shared, spec: &JobSpec) -> Result<Option<DateTime<Utc>>> 
         if store::try_acquire(db, &spec.name, &shared.owner, shared.lease, next()).await? {
             return Ok(Some(state.now));
         }
-    } else if overdue && !state.lease_free && store::record_skip(db, &spec.name, state.skipped_count, next()).await? {
+    } else if overdue
+        && !state.lease_free
+        && store::record_skip(db, &spec.name, state.skipped_count, next()).await?
+    {
         tracing::info!(job = %spec.name, "joblog: occurrence skipped, the previous run is still going on");
     }
     Ok(None)
@@ -407,7 +422,8 @@ async fn run_one(shared: &Shared, spec: &JobSpec, started_at: DateTime<Utc>) {
             })
             .await
     };
-    let mut fut = std::pin::pin!(AssertUnwindSafe(fut).catch_unwind());
+    // Boxed, so that dropping it below really ends the run (the guard then records "cancelled").
+    let mut fut = Box::pin(AssertUnwindSafe(fut).catch_unwind());
     let renew_every = shared.lease / 3;
     let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

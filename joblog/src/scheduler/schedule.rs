@@ -204,10 +204,10 @@ fn describe_duration(d: Duration) -> String {
         (1, "millisecond"),
     ];
     for (size, name) in units {
-        if ms >= size && ms % size == 0 {
+        if ms >= size && ms.is_multiple_of(size) {
             let n = ms / size;
             return if n == 1 {
-                format!("{name}")
+                name.to_owned()
             } else {
                 format!("{n} {name}s")
             };
@@ -222,10 +222,22 @@ mod tests {
 
     #[test]
     fn words() {
-        assert_eq!(Schedule::every(Duration::from_secs(300)).describe(), "every 5 minutes");
-        assert_eq!(Schedule::every(Duration::from_secs(30)).describe(), "every 30 seconds");
-        assert_eq!(Schedule::every(Duration::from_secs(3600)).describe(), "every hour");
-        assert_eq!(Schedule::every(Duration::from_millis(1500)).describe(), "every 1500 milliseconds");
+        assert_eq!(
+            Schedule::every(Duration::from_secs(300)).describe(),
+            "every 5 minutes"
+        );
+        assert_eq!(
+            Schedule::every(Duration::from_secs(30)).describe(),
+            "every 30 seconds"
+        );
+        assert_eq!(
+            Schedule::every(Duration::from_secs(3600)).describe(),
+            "every hour"
+        );
+        assert_eq!(
+            Schedule::every(Duration::from_millis(1500)).describe(),
+            "every 1500 milliseconds"
+        );
     }
 
     #[test]
@@ -237,6 +249,9 @@ mod tests {
         let e = Schedule::every(Duration::from_millis(300));
         assert_eq!(Schedule::parse(&e.to_string()).unwrap(), e);
         let t0 = Utc::now();
-        assert_eq!(e.count_between(t0, t0 + chrono::Duration::milliseconds(950), 100), 3);
+        assert_eq!(
+            e.count_between(t0, t0 + chrono::Duration::milliseconds(950), 100),
+            3
+        );
     }
 }

@@ -207,7 +207,10 @@ pub(crate) async fn record_skip(
 ) -> Result<bool> {
     let backend = db.get_database_backend();
     let now = db_now(backend);
-    let mut q = Sql::new(backend, "UPDATE job_schedules SET skipped_count = skipped_count + 1, last_skipped_at = ");
+    let mut q = Sql::new(
+        backend,
+        "UPDATE job_schedules SET skipped_count = skipped_count + 1, last_skipped_at = ",
+    );
     q.push(now)
         .push(", next_run_at = ")
         .bind(truncate_micros(next))

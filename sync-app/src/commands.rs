@@ -14,8 +14,7 @@ use tokio::sync::watch;
 use crate::configuration::{ConfigError, Settings};
 use crate::erp::{DEFAULT_SOURCE_QUERY, ErpSource};
 use crate::fake_erp::{Failure, FakeErp, FakeErpConfig};
-use crate::runner::{FirstRun, SyncLoop};
-use crate::sync_job::SyncOpenOrdersJob;
+use crate::sync_job::{JOB_NAME, SyncOpenOrdersJob};
 use crate::{database, web};
 
 /// Runs with no heartbeat for this long belong to a dead process (heartbeats every 15 s).
@@ -175,7 +174,7 @@ async fn serve_with(
     job: SyncOpenOrdersJob,
     auth: Option<BasicAuth>,
     interval: Duration,
-    first: FirstRun,
+    run_at_start: bool,
     ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     let signal = shutdown_signal();
@@ -200,14 +199,24 @@ async fn serve_with(
     ));
     // The socket is bound and accepting: tell the user, then start syncing.
     ready(addr);
-    let sync_loop = SyncLoop {
-        job,
-        logger: logger.clone(),
-        interval,
-        first,
-        grace: settings.shutdown_grace,
-    };
-    let sync_task = tokio::spawn(sync_loop.run(stop_rx.clone()));
+    // The recurring sync runs through joblog's scheduler: one run at a time across every
+    // instance sharing the database (a lease in `job_schedules`), skipped occurrences
+    // recorded, run now / pause from the Jobs Monitor.
+    let job = std::sync::Arc::new(job);
+    let scheduler = joblog::Scheduler::builder(logger.clone())
+        .job_with(
+            JOB_NAME,
+            joblog::Schedule::every(interval),
+            joblog::JobOptions::default().run_at_start(run_at_start),
+            move |run| {
+                let job = job.clone();
+                async move { job.execute(&run).await.map(drop) }
+            },
+        )
+        .build()
+        .start()
+        .await
+        .context("starting the scheduler")?;
     tokio::pin!(server);
     let server_result = tokio::select! {
         () = signal => None,
@@ -217,8 +226,10 @@ async fn serve_with(
         "shutting down: a running sync gets up to {} s to finish",
         settings.shutdown_grace.as_secs()
     );
+    if let Err(e) = scheduler.shutdown(settings.shutdown_grace).await {
+        tracing::warn!(error = %e, "stopping the scheduler");
+    }
     let _ = stop_tx.send(true);
-    let _ = sync_task.await;
     let server_result = match server_result {
         Some(r) => r,
         None => server.await,
@@ -251,7 +262,7 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         job,
         Some(BasicAuth::new(user, password)),
         interval,
-        FirstRun::WhenDue,
+        true,
         |addr| {
             println!(
                 "sync-app serving http://{addr}/ — sync every {}",
@@ -335,7 +346,7 @@ pub async fn demo(settings: &Settings) -> anyhow::Result<()> {
         job,
         Some(BasicAuth::new(user, password)),
         interval,
-        FirstRun::Now,
+        true,
         move |addr| {
             println!();
             println!("  sync-app demo is running");

@@ -8,7 +8,8 @@
 //! - [`database`]: the local database, joblog's and sync-app's migrations.
 //! - [`erp`]: the source — SQL Server through tiberius, rows mapped by column name.
 //! - [`open_orders`]: the local table — record, atomic importer, page queries.
-//! - [`sync_job`]: `SyncOpenOrdersJob`, one sync logged step by step; [`runner`] repeats it.
+//! - [`sync_job`]: `SyncOpenOrdersJob`, one sync logged step by step (joblog's scheduler
+//!   repeats it in `serve` and `demo`).
 //! - [`web`]: the run pages, the Open Orders page and `/healthz`, behind Basic auth.
 //! - [`fake_erp`]: a SQL Server look-alike speaking TDS, for tests, benchmarks and the demo.
 
@@ -19,6 +20,5 @@ pub mod database;
 pub mod erp;
 pub mod fake_erp;
 pub mod open_orders;
-pub mod runner;
 pub mod sync_job;
 pub mod web;

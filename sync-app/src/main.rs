@@ -7,14 +7,20 @@ use sync_app::{cli, commands};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // The demo talks to its in-process fake ERP without TLS by design: tiberius's warning
+    // about it would repeat at every sync.
+    let default_filter = if args.first().is_some_and(|c| c == "demo") {
+        "info,sqlx=warn,tiberius=error,sea_orm_migration=warn"
+    } else {
+        "info,sqlx=warn,tiberius=warn,sea_orm_migration=warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,tiberius=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
     let cli = match cli::parse(&args) {
         Ok(cli) => cli,
         Err(message) if message.is_empty() => {

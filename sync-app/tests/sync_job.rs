@@ -122,7 +122,7 @@ async fn syncs_end_to_end_and_survives_every_failure(db: TestDb) {
         ),
         "Fetching open orders: SELECT order_no".into(),
         "Fetched 1,500 open orders in".into(),
-        "Replacing open_orders in one transaction (1,500 rows, 1 batches)".into(),
+        "Replacing open_orders in one transaction (1,500 rows, 1 batch)".into(),
         "Batch 1/1 (1,500 rows)".into(),
         "Replaced open_orders: 1,500 rows (previous snapshot: 0 rows)".into(),
         "Sync completed: 1,500 rows fetched, 1,500 rows inserted".into(),

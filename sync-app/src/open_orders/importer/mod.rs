@@ -192,9 +192,10 @@ where
     let synced_at = Utc::now();
     let batches = fetched.div_ceil(SWAP_BATCH_ROWS);
     progress.info(format!(
-        "Replacing open_orders in one transaction ({} rows, {} batches)",
+        "Replacing open_orders in one transaction ({} rows, {} batch{})",
         thousands(fetched),
-        batches
+        batches,
+        if batches == 1 { "" } else { "es" }
     ));
     let swap_started = Instant::now();
     let on_batch = |i: u64, k: u64| {

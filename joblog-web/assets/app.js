@@ -58,3 +58,28 @@
   }
   setTimeout(poll, 1000);
 })();
+
+// Countdowns to a job's next run: `<time data-countdown="RFC 3339">` shows the absolute
+// time without JS; with it, "in 4m 03s" (the absolute time stays in the tooltip).
+(function () {
+  "use strict";
+  var els = document.querySelectorAll("time[data-countdown]");
+  if (!els.length) return;
+  function fmt(s) {
+    if (s < 60) return s + "s";
+    if (s < 3600) return Math.floor(s / 60) + "m " + ("0" + (s % 60)).slice(-2) + "s";
+    if (s < 86400) return Math.floor(s / 3600) + "h " + ("0" + Math.floor(s % 3600 / 60)).slice(-2) + "m";
+    return Math.floor(s / 86400) + "d " + ("0" + Math.floor(s % 86400 / 3600)).slice(-2) + "h";
+  }
+  function tick() {
+    var now = Date.now();
+    for (var i = 0; i < els.length; i++) {
+      var at = Date.parse(els[i].getAttribute("data-countdown"));
+      if (isNaN(at)) continue;
+      var s = Math.round((at - now) / 1000);
+      els[i].textContent = s > 0 ? "in " + fmt(s) : "due now";
+    }
+  }
+  tick();
+  setInterval(tick, 1000);
+})();

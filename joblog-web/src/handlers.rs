@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use joblog::{Cursor, DetailRecord, RunFilter, RunRecord, RunStatus};
+use joblog::{Cursor, DetailRecord, RunFilter, RunListItem, RunRecord, RunStatus};
 use minijinja::Value;
 use minijinja::value::Serde;
 use poem::http::StatusCode;
@@ -13,6 +13,7 @@ use poem::{Request, Response, handler};
 use serde::Serialize;
 
 use crate::AppState;
+use crate::csrf;
 use crate::format;
 use crate::templates::ASSETS;
 
@@ -33,6 +34,7 @@ type State<'a> = Data<&'a Arc<AppState>>;
 #[derive(Debug)]
 enum Failure {
     BadRequest(String),
+    Forbidden(String),
     NotFound(String),
     Internal(String),
 }
@@ -113,6 +115,7 @@ impl Failure {
     fn into_parts(self) -> (StatusCode, String) {
         match self {
             Failure::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            Failure::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             Failure::NotFound(m) => (StatusCode::NOT_FOUND, m),
             Failure::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
         }
@@ -649,19 +652,130 @@ pub(crate) async fn run_download(req: &Request, Path(id): Path<String>, state: S
         .body(poem::Body::from_bytes_stream(pages))
 }
 
-#[derive(Serialize)]
+/// Runs per job drawn in the sparkline.
+const SPARK_RUNS: u64 = 50;
+/// The sparkline's size in SVG units.
+const SPARK_W: f64 = 120.0;
+const SPARK_H: f64 = 24.0;
+
+/// A duration sparkline: polyline points, plus a dot per error run.
+#[derive(Serialize, Default)]
+struct Spark {
+    points: String,
+    errors: Vec<(String, String)>,
+    max: String,
+}
+
+impl Spark {
+    /// Oldest run on the left; `runs` come newest first.
+    fn of(runs: &[RunListItem], now: chrono::DateTime<Utc>) -> Option<Self> {
+        let mut pts: Vec<(f64, bool)> = runs
+            .iter()
+            .filter(|i| i.run.status.is_finished())
+            .filter_map(|i| i.run.duration_at(now).map(|d| (d.as_secs_f64(), i.run.status == RunStatus::Error)))
+            .collect();
+        if pts.len() < 2 {
+            return None;
+        }
+        pts.reverse();
+        let max = pts.iter().map(|p| p.0).fold(0.0_f64, f64::max);
+        let step = SPARK_W / (pts.len() - 1) as f64;
+        let y = |v: f64| {
+            if max <= 0.0 {
+                SPARK_H - 2.0
+            } else {
+                (SPARK_H - 2.0) - v / max * (SPARK_H - 4.0)
+            }
+        };
+        let mut spark = Spark {
+            max: format::duration(std::time::Duration::from_secs_f64(max)),
+            ..Spark::default()
+        };
+        let mut points = Vec::with_capacity(pts.len());
+        for (i, (v, err)) in pts.iter().enumerate() {
+            let (x, y) = (format!("{:.1}", i as f64 * step), format!("{:.1}", y(*v)));
+            points.push(format!("{x},{y}"));
+            if *err {
+                spark.errors.push((x, y));
+            }
+        }
+        spark.points = points.join(" ");
+        Some(spark)
+    }
+}
+
+/// A job's name as one URL path segment (everything but unreserved characters escaped).
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Undoes percent-escapes of a path segment (`+` stays `+`); `None` if not UTF-8.
+fn decode_segment(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            let b = (h * 16 + l) as u8;
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `45 s`, `17 min`, `3 h`, `2 d`: how long ago, roughly.
+fn ago(d: chrono::TimeDelta) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3_599 => format!("{} min", s / 60),
+        3_600..=86_399 => format!("{} h", s / 3_600),
+        _ => format!("{} d", s / 86_400),
+    }
+}
+
+#[derive(Serialize, Default)]
 struct JobRow {
     job: String,
     job_q: String,
+    job_path: String,
+    scheduled: bool,
+    schedule: String,
+    paused: bool,
+    next_run: String,
+    next_run_iso: String,
+    running_now: bool,
     last_id: Option<i64>,
     last_name: String,
     last_status: Option<&'static str>,
     last_duration: String,
+    running: Option<String>,
+    running_slow: bool,
     last_success: String,
     total: u64,
     success_rate: String,
     p50: String,
     p95: String,
+    spark: Option<Spark>,
+    skipped: Option<String>,
+    missed: Option<String>,
+    run_now_pending: bool,
 }
 
 #[handler]
@@ -670,52 +784,193 @@ pub(crate) async fn jobs_page(req: &Request, state: State<'_>) -> Response {
         let tz = state.config.timezone;
         let now = Utc::now();
         let summaries = state.logger.job_summaries().await?;
-        Ok::<_, Failure>(
-            summaries
-                .into_iter()
-                .map(|s| {
-                    let finished = s.counts.success + s.counts.error;
-                    JobRow {
-                        job_q: form_urlencoded::byte_serialize(s.job.as_bytes()).collect(),
-                        job: s.job,
-                        last_id: s.last_run.as_ref().map(|r| r.id),
-                        last_name: s.last_run.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
-                        last_status: s.last_run.as_ref().map(|r| r.status.as_str()),
-                        last_duration: s
-                            .last_run
-                            .as_ref()
-                            .and_then(|r| r.duration_at(now))
-                            .map(format::duration)
-                            .unwrap_or_default(),
-                        last_success: s
-                            .last_success
-                            .as_ref()
-                            .and_then(|r| r.finished_at)
-                            .map(|t| format::time(t, tz))
-                            .unwrap_or_else(|| "never".into()),
-                        total: s.counts.total(),
-                        success_rate: if finished == 0 {
-                            "—".into()
-                        } else {
-                            format!("{:.0} %", 100.0 * s.counts.success as f64 / finished as f64)
-                        },
-                        p50: s.p50.map(format::duration).unwrap_or_else(|| "—".into()),
-                        p95: s.p95.map(format::duration).unwrap_or_else(|| "—".into()),
+        let schedules = joblog::schedules(&state.logger).await?;
+        let mut names: Vec<String> = summaries
+            .iter()
+            .map(|s| s.job.clone())
+            .chain(schedules.iter().map(|s| s.job.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        let mut rows = Vec::with_capacity(names.len());
+        for name in names {
+            let summary = summaries.iter().find(|s| s.job == name);
+            let sched = schedules.iter().find(|s| s.job == name);
+            let mut row = JobRow {
+                job_q: form_urlencoded::byte_serialize(name.as_bytes()).collect(),
+                job_path: path_segment(&name),
+                schedule: "not scheduled".into(),
+                last_success: "never".into(),
+                success_rate: "—".into(),
+                p50: "—".into(),
+                p95: "—".into(),
+                job: name.clone(),
+                ..JobRow::default()
+            };
+            if let Some(s) = summary {
+                let finished = s.counts.success + s.counts.error;
+                row.total = s.counts.total();
+                if finished > 0 {
+                    row.success_rate = format!("{:.0} %", 100.0 * s.counts.success as f64 / finished as f64);
+                }
+                let p50 = s.p50;
+                row.p50 = s.p50.map(format::duration).unwrap_or_else(|| "—".into());
+                row.p95 = s.p95.map(format::duration).unwrap_or_else(|| "—".into());
+                if let Some(t) = s.last_success.as_ref().and_then(|r| r.finished_at) {
+                    row.last_success = format::time(t, tz);
+                }
+                if let Some(r) = &s.last_run {
+                    row.last_id = Some(r.id);
+                    row.last_name = r.name.clone();
+                    row.last_status = Some(r.status.as_str());
+                    let d = r.duration_at(now);
+                    row.last_duration = d.map(format::duration).unwrap_or_default();
+                    if !r.status.is_finished()
+                        && let Some(d) = d
+                    {
+                        row.running = Some(match p50 {
+                            Some(p) => format!("running for {} (p50 {})", format::duration(d), format::duration(p)),
+                            None => format!("running for {}", format::duration(d)),
+                        });
+                        row.running_slow = p50.is_some_and(|p| d > p.saturating_mul(2));
                     }
-                })
-                .collect::<Vec<_>>(),
-        )
+                }
+                let runs = state
+                    .logger
+                    .list_runs(
+                        &RunFilter {
+                            job: Some(name.clone()),
+                            ..RunFilter::default()
+                        },
+                        Cursor::First,
+                        SPARK_RUNS,
+                    )
+                    .await?;
+                row.spark = Spark::of(&runs.runs, now);
+            }
+            if let Some(s) = sched {
+                row.scheduled = true;
+                row.schedule = s.description.clone().unwrap_or_else(|| s.schedule.clone());
+                row.paused = s.paused;
+                row.next_run = format::time(s.next_run_at, tz);
+                row.next_run_iso = s.next_run_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                row.running_now = s.running;
+                row.run_now_pending = s.run_now_requested_at.is_some();
+                if row.last_id.is_none() {
+                    row.last_id = s.last_run_id;
+                    row.last_status = s.last_status.map(|st| st.as_str());
+                }
+                if s.skipped_count > 0 {
+                    row.skipped = Some(match s.last_skipped_at {
+                        Some(t) => format!(
+                            "{} skipped, last {}",
+                            s.skipped_count,
+                            t.with_timezone(&tz).format("%H:%M")
+                        ),
+                        None => format!("{} skipped", s.skipped_count),
+                    });
+                }
+                if s.overdue {
+                    let runs = if s.missed == 1 { "run" } else { "runs" };
+                    row.missed = Some(match s.last_success_at {
+                        Some(t) => format!("last success {} ago — {} {runs} missed", ago(now - t), s.missed),
+                        None => "never succeeded".into(),
+                    });
+                }
+            }
+            rows.push(row);
+        }
+        Ok::<_, Failure>(rows)
     }
     .await;
     match rows {
-        Ok(rows) => render(
-            &state,
-            req,
-            "jobs.html",
-            minijinja::context! { jobs => Serde(rows) },
-        ),
+        Ok(rows) => {
+            let base = base(req);
+            let (cookie, fresh) = match csrf::cookie_value(req) {
+                Some(c) => (c, false),
+                None => (csrf::new_cookie_value(), true),
+            };
+            let mut resp = render(
+                &state,
+                req,
+                "jobs.html",
+                minijinja::context! {
+                    jobs => Serde(rows),
+                    csrf_field => csrf::FIELD,
+                    csrf_token => csrf::token(&cookie),
+                },
+            );
+            resp.headers_mut()
+                .insert("Cache-Control", poem::http::HeaderValue::from_static("no-store"));
+            if fresh && let Ok(v) = csrf::set_cookie(&cookie, &base).parse() {
+                resp.headers_mut().insert(poem::http::header::SET_COOKIE, v);
+            }
+            resp
+        }
         Err(f) => failure_page(&state, req, f),
     }
+}
+
+/// What a button on the jobs page asks for.
+#[derive(Debug, Clone, Copy)]
+enum JobAction {
+    RunNow,
+    Pause,
+    Resume,
+}
+
+/// Largest form body accepted.
+const MAX_FORM: usize = 4_096;
+
+async fn job_action(req: &Request, body: poem::Body, state: &AppState, action: JobAction) -> Response {
+    let outcome = async {
+        let raw = body
+            .into_bytes_limit(MAX_FORM)
+            .await
+            .map_err(|_| Failure::BadRequest("The form could not be read.".into()))?;
+        let form: Vec<(String, String)> = form_urlencoded::parse(&raw)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        csrf::check(req, param(&form, csrf::FIELD)).map_err(|m| Failure::Forbidden(m.into()))?;
+        // The inner path is `/jobs/<job>/<action>`; the job is taken raw and decoded once.
+        let job = req
+            .uri()
+            .path()
+            .strip_prefix("/jobs/")
+            .and_then(|rest| rest.rsplit_once('/'))
+            .and_then(|(job, _)| decode_segment(job))
+            .ok_or_else(|| Failure::NotFound("There is no such job.".into()))?;
+        let known = match action {
+            JobAction::RunNow => joblog::request_run_now(&state.logger, &job).await?,
+            JobAction::Pause => joblog::pause_job(&state.logger, &job).await?,
+            JobAction::Resume => joblog::resume_job(&state.logger, &job).await?,
+        };
+        if !known {
+            return Err(Failure::NotFound(format!("There is no scheduled job {job:?}.")));
+        }
+        tracing::info!(job, ?action, "joblog-web: job action");
+        Ok(Response::builder()
+            .status(StatusCode::SEE_OTHER)
+            .header("Location", format!("{}/jobs", base(req)))
+            .finish())
+    }
+    .await;
+    outcome.unwrap_or_else(|f| failure_page(state, req, f))
+}
+
+#[handler]
+pub(crate) async fn job_run_now(req: &Request, body: poem::Body, state: State<'_>) -> Response {
+    job_action(req, body, &state, JobAction::RunNow).await
+}
+
+#[handler]
+pub(crate) async fn job_pause(req: &Request, body: poem::Body, state: State<'_>) -> Response {
+    job_action(req, body, &state, JobAction::Pause).await
+}
+
+#[handler]
+pub(crate) async fn job_resume(req: &Request, body: poem::Body, state: State<'_>) -> Response {
+    job_action(req, body, &state, JobAction::Resume).await
 }
 
 #[handler]

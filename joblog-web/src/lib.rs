@@ -15,13 +15,15 @@
 //!
 //! Routes, relative to where the router is mounted: `/` and `/job_logs` (run list),
 //! `/job_logs/:id` (run detail), `/job_logs/:id/lines` (JSON: new lines and the status,
-//! for the live tail), `/job_logs/:id/log.txt` (download), `/jobs` (jobs monitor),
+//! for the live tail), `/job_logs/:id/log.txt` (download), `/jobs` (jobs monitor), POST
+//! `/jobs/:job/run_now`, `/jobs/:job/pause`, `/jobs/:job/resume` (its buttons, CSRF-checked),
 //! `/assets/*` (CSS and JS, embedded). Every page sends a Content-Security-Policy without
 //! inline script, `X-Content-Type-Options: nosniff` and `frame-ancestors 'none'`.
 //! [`BasicAuth`] protects a whole app.
 
 mod auth;
 mod config;
+mod csrf;
 mod format;
 mod handlers;
 mod shell;
@@ -34,7 +36,7 @@ pub use shell::{Shell, security_headers};
 use std::sync::Arc;
 
 use joblog::JobLogger;
-use poem::{EndpointExt, Route, get};
+use poem::{EndpointExt, Route, get, post};
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -63,6 +65,9 @@ pub fn router(logger: JobLogger, config: WebConfig) -> Route {
         .at("/job_logs/:id/lines", get(handlers::run_lines))
         .at("/job_logs/:id/log.txt", get(handlers::run_download))
         .at("/jobs", get(handlers::jobs_page))
+        .at("/jobs/:job/run_now", post(handlers::job_run_now))
+        .at("/jobs/:job/pause", post(handlers::job_pause))
+        .at("/jobs/:job/resume", post(handlers::job_resume))
         .at("/assets/:name", get(handlers::asset))
         .data(state)
         .with(headers);

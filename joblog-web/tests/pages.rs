@@ -584,3 +584,285 @@ async fn basic_auth_scheme_is_case_insensitive() {
         .await;
     resp.assert_status_is_ok();
 }
+
+/// A request over a fresh connection, with extra headers and a body: status, headers
+/// (lower-case names) and body.
+async fn send(
+    site: &Site,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, String, poem::http::HeaderMap) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(site.0).await.unwrap();
+    let mut request = format!(
+        "{method} {uri} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        site.0,
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header block");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let mut headers = poem::http::HeaderMap::new();
+    for line in lines {
+        let (k, v) = line.split_once(':').unwrap();
+        headers.append(
+            poem::http::HeaderName::from_bytes(k.trim().to_ascii_lowercase().as_bytes()).unwrap(),
+            v.trim().parse().unwrap(),
+        );
+    }
+    if headers.get("transfer-encoding").is_some_and(|v| v == "chunked") {
+        body = dechunk(&body);
+    }
+    (
+        StatusCode::from_u16(status).unwrap(),
+        String::from_utf8(body).unwrap(),
+        headers,
+    )
+}
+
+/// A logger on a fresh SQLite file (the scheduler and the pages share it).
+async fn file_logger(name: &str) -> (JobLogger, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!(
+        "joblog-web-{name}-{}-{}.db",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let logger = JobLogger::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .unwrap();
+    logger.migrate().await.unwrap();
+    (logger, path)
+}
+
+/// Registers `jobs` every 5 minutes (first run one interval away), then stops the
+/// scheduler so that nothing picks up a "run now" while the test looks.
+async fn schedule(logger: &JobLogger, jobs: &[&str]) {
+    let mut builder = joblog::Scheduler::builder(logger.clone());
+    for job in jobs {
+        builder = builder.job_with(
+            *job,
+            joblog::Schedule::every(std::time::Duration::from_secs(300)),
+            joblog::JobOptions::default().run_at_start(false),
+            |_run| async { Ok::<(), String>(()) },
+        );
+    }
+    builder.build().start().await.unwrap().abort();
+}
+
+/// The `joblog_csrf` cookie a response sets (`name=value`), if any.
+fn csrf_cookie(headers: &poem::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|v| v.starts_with("joblog_csrf="))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+}
+
+/// The hidden CSRF token of the page's first form.
+fn form_token(html: &str) -> String {
+    let at = html.find("name=\"csrf_token\" value=\"").expect("a token field") + 25;
+    html[at..][..html[at..].find('"').unwrap()].to_owned()
+}
+
+/// Every form action of a page, unescaped.
+fn actions(html: &str) -> Vec<String> {
+    html.split("action=\"")
+        .skip(1)
+        .map(|s| unescape(&s[..s.find('"').unwrap()]))
+        .collect()
+}
+
+async fn schedule_of(logger: &JobLogger, job: &str) -> joblog::ScheduleRecord {
+    joblog::schedules(logger)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.job == job)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn jobs_monitor_shows_schedules_and_its_buttons_work_behind_csrf() {
+    let (logger, path) = file_logger("monitor").await;
+    seed(&logger, 6).await;
+    schedule(&logger, &["SyncOpenOrdersJob", "Nightly report"]).await;
+    for prefix in PREFIXES {
+        let site = Site::new(app(&logger, prefix)).await;
+        let jobs_url = format!("{prefix}/jobs");
+        let (status, body, headers) = get(&site, &jobs_url).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // The union: a job with runs only, a job with both, a job with a schedule only.
+        for job in ["CleanupJob", "SyncOpenOrdersJob", "Nightly report"] {
+            assert!(body.contains(job), "{job} listed");
+        }
+        assert!(body.contains("not scheduled"), "CleanupJob has no schedule");
+        assert_eq!(body.matches("every 5 minutes").count(), 2, "{body}");
+        assert_eq!(body.matches("data-countdown=\"").count(), 2, "a countdown per schedule");
+        assert!(body.contains("<svg class=\"spark\"") && body.contains("<polyline"), "sparkline");
+        assert!(body.contains("spark-error"), "error runs marked");
+        assert!(!body.contains("badge-paused"));
+        let cookie = csrf_cookie(&headers).expect("GET /jobs sets the CSRF cookie");
+        let set = headers.get("set-cookie").unwrap().to_str().unwrap();
+        let cookie_path = if prefix.is_empty() { "/" } else { prefix };
+        assert!(
+            set.contains("HttpOnly")
+                && set.contains("SameSite=Strict")
+                && set.contains(&format!("Path={cookie_path};")),
+            "{set}"
+        );
+        let acts = actions(&body);
+        let run_now = format!("{prefix}/jobs/Nightly%20report/run_now");
+        for a in [
+            run_now.clone(),
+            format!("{prefix}/jobs/Nightly%20report/pause"),
+            format!("{prefix}/jobs/SyncOpenOrdersJob/run_now"),
+            format!("{prefix}/jobs/SyncOpenOrdersJob/pause"),
+        ] {
+            assert!(acts.contains(&a), "{a} in {acts:?}");
+        }
+        assert_eq!(acts.len(), 4, "no buttons for an unscheduled job");
+        assert!(body.matches("method=\"post\"").count() == 4);
+        // With the cookie, the page keeps it and renders the token it derives.
+        let (_, body2, headers2) = get_with_cookie(&site, &jobs_url, &cookie).await;
+        assert!(csrf_cookie(&headers2).is_none(), "an existing cookie is kept");
+        let token = form_token(&body2);
+        assert_eq!(token, form_token(&body));
+
+        let before = schedule_of(&logger, "Nightly report").await;
+        // Refused: no token, a wrong token, no cookie, a foreign Origin.
+        let good_form = format!("csrf_token={token}");
+        let form_ct = ("content-type", "application/x-www-form-urlencoded");
+        let other_cookie = format!("joblog_csrf={}", "ab".repeat(32));
+        for (headers, form) in [
+            (vec![form_ct, ("cookie", cookie.as_str())], String::new()),
+            (vec![form_ct, ("cookie", cookie.as_str())], "csrf_token=00ff".to_owned()),
+            (vec![form_ct, ("cookie", cookie.as_str())], format!("csrf_token={}", "0".repeat(64))),
+            (vec![form_ct], good_form.clone()),
+            (vec![form_ct, ("cookie", other_cookie.as_str())], good_form.clone()),
+            (
+                vec![form_ct, ("cookie", cookie.as_str()), ("origin", "http://evil.example")],
+                good_form.clone(),
+            ),
+        ] {
+            let (status, body, _) = send(&site, "POST", &run_now, &headers, &form).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{headers:?} {form}: {body}");
+            assert!(body.contains("Nothing was changed") || body.contains("nothing was changed"), "{body}");
+        }
+        assert_eq!(schedule_of(&logger, "Nightly report").await, before, "nothing changed");
+
+        // Accepted: cookie + token (and a same-origin Origin).
+        let origin = format!("http://{}", site.0);
+        let (status, _, headers) = send(
+            &site,
+            "POST",
+            &run_now,
+            &[form_ct, ("cookie", &cookie), ("origin", &origin)],
+            &good_form,
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(headers.get("location").unwrap(), &jobs_url);
+        assert!(schedule_of(&logger, "Nightly report").await.run_now_requested_at.is_some());
+
+        // Pause → the page says paused and offers Resume; resume → back.
+        let pause = format!("{prefix}/jobs/Nightly%20report/pause");
+        let (status, _, _) = send(&site, "POST", &pause, &[form_ct, ("cookie", &cookie)], &good_form).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(schedule_of(&logger, "Nightly report").await.paused);
+        let (_, body, _) = get_with_cookie(&site, &jobs_url, &cookie).await;
+        assert!(body.contains("badge-paused"));
+        let resume = format!("{prefix}/jobs/Nightly%20report/resume");
+        assert!(actions(&body).contains(&resume), "a Resume button");
+        assert!(body.contains(">Resume</button>"));
+        let (status, _, _) = send(&site, "POST", &resume, &[form_ct, ("cookie", &cookie)], &good_form).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(!schedule_of(&logger, "Nightly report").await.paused);
+        let (_, body, _) = get_with_cookie(&site, &jobs_url, &cookie).await;
+        assert!(!body.contains("badge-paused") && !body.contains(">Resume</button>"));
+
+        // Unknown job → 404 page; unscheduled job → 404; wrong method → 405.
+        for job in ["NoSuchJob", "CleanupJob"] {
+            let (status, body, _) = send(
+                &site,
+                "POST",
+                &format!("{prefix}/jobs/{job}/run_now"),
+                &[form_ct, ("cookie", &cookie)],
+                &good_form,
+            )
+            .await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{job}");
+            assert!(body.contains("Back to the job logs"), "{body}");
+        }
+        let (status, _, _) = get(&site, &run_now).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        // Reset for the other mount point.
+        joblog::resume_job(&logger, "Nightly report").await.unwrap();
+    }
+    drop(logger);
+    let _ = std::fs::remove_file(path);
+}
+
+async fn get_with_cookie(site: &Site, uri: &str, cookie: &str) -> (StatusCode, String, poem::http::HeaderMap) {
+    send(site, "GET", uri, &[("cookie", cookie)], "").await
+}
+
+#[tokio::test]
+async fn jobs_monitor_flags_missed_and_skipped_runs_and_a_running_run() {
+    use sea_orm::ConnectionTrait;
+    let (logger, path) = file_logger("missed").await;
+    seed(&logger, 4).await;
+    schedule(&logger, &["Nightly report"]).await;
+    logger
+        .db()
+        .execute_unprepared(
+            "UPDATE job_schedules SET \
+             last_success_at = strftime('%Y-%m-%d %H:%M:%f', 'now', '-17 minutes'), \
+             last_run_at = strftime('%Y-%m-%d %H:%M:%f', 'now', '-17 minutes'), \
+             skipped_count = 3, \
+             last_skipped_at = strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 minutes') \
+             WHERE job = 'Nightly report'",
+        )
+        .await
+        .unwrap();
+    let rec = schedule_of(&logger, "Nightly report").await;
+    assert!(rec.overdue, "{rec:?}");
+    let mut run = logger.start("CleanupJob").await.unwrap();
+    run.processing().await.unwrap();
+    for prefix in PREFIXES {
+        let site = Site::new(app(&logger, prefix)).await;
+        let (status, body, _) = get(&site, &format!("{prefix}/jobs")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.contains(&format!(
+                "last success 17 min ago — {} runs missed",
+                rec.missed
+            )),
+            "{body}"
+        );
+        assert!(body.contains("class=\"overdue\"") && body.contains("class=\"warning\""));
+        assert!(body.contains("3 skipped, last "), "{body}");
+        assert!(body.contains("running for ") && body.contains("(p50 "), "elapsed against p50");
+    }
+    run.success().await.unwrap();
+    drop(logger);
+    let _ = std::fs::remove_file(path);
+}

@@ -672,7 +672,11 @@ impl Spark {
         let mut pts: Vec<(f64, bool)> = runs
             .iter()
             .filter(|i| i.run.status.is_finished())
-            .filter_map(|i| i.run.duration_at(now).map(|d| (d.as_secs_f64(), i.run.status == RunStatus::Error)))
+            .filter_map(|i| {
+                i.run
+                    .duration_at(now)
+                    .map(|d| (d.as_secs_f64(), i.run.status == RunStatus::Error))
+            })
             .collect();
         if pts.len() < 2 {
             return None;
@@ -829,7 +833,11 @@ pub(crate) async fn jobs_page(req: &Request, state: State<'_>) -> Response {
                         && let Some(d) = d
                     {
                         row.running = Some(match p50 {
-                            Some(p) => format!("running for {} (p50 {})", format::duration(d), format::duration(p)),
+                            Some(p) => format!(
+                                "running for {} (p50 {})",
+                                format::duration(d),
+                                format::duration(p)
+                            ),
                             None => format!("running for {}", format::duration(d)),
                         });
                         row.running_slow = p50.is_some_and(|p| d > p.saturating_mul(2));

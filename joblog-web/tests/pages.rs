@@ -716,8 +716,15 @@ async fn jobs_monitor_shows_schedules_and_its_buttons_work_behind_csrf() {
         }
         assert!(body.contains("not scheduled"), "CleanupJob has no schedule");
         assert_eq!(body.matches("every 5 minutes").count(), 2, "{body}");
-        assert_eq!(body.matches("data-countdown=\"").count(), 2, "a countdown per schedule");
-        assert!(body.contains("<svg class=\"spark\"") && body.contains("<polyline"), "sparkline");
+        assert_eq!(
+            body.matches("data-countdown=\"").count(),
+            2,
+            "a countdown per schedule"
+        );
+        assert!(
+            body.contains("<svg class=\"spark\"") && body.contains("<polyline"),
+            "sparkline"
+        );
         assert!(body.contains("spark-error"), "error runs marked");
         assert!(!body.contains("badge-paused"));
         let cookie = csrf_cookie(&headers).expect("GET /jobs sets the CSRF cookie");
@@ -754,20 +761,40 @@ async fn jobs_monitor_shows_schedules_and_its_buttons_work_behind_csrf() {
         let other_cookie = format!("joblog_csrf={}", "ab".repeat(32));
         for (headers, form) in [
             (vec![form_ct, ("cookie", cookie.as_str())], String::new()),
-            (vec![form_ct, ("cookie", cookie.as_str())], "csrf_token=00ff".to_owned()),
-            (vec![form_ct, ("cookie", cookie.as_str())], format!("csrf_token={}", "0".repeat(64))),
-            (vec![form_ct], good_form.clone()),
-            (vec![form_ct, ("cookie", other_cookie.as_str())], good_form.clone()),
             (
-                vec![form_ct, ("cookie", cookie.as_str()), ("origin", "http://evil.example")],
+                vec![form_ct, ("cookie", cookie.as_str())],
+                "csrf_token=00ff".to_owned(),
+            ),
+            (
+                vec![form_ct, ("cookie", cookie.as_str())],
+                format!("csrf_token={}", "0".repeat(64)),
+            ),
+            (vec![form_ct], good_form.clone()),
+            (
+                vec![form_ct, ("cookie", other_cookie.as_str())],
+                good_form.clone(),
+            ),
+            (
+                vec![
+                    form_ct,
+                    ("cookie", cookie.as_str()),
+                    ("origin", "http://evil.example"),
+                ],
                 good_form.clone(),
             ),
         ] {
             let (status, body, _) = send(&site, "POST", &run_now, &headers, &form).await;
             assert_eq!(status, StatusCode::FORBIDDEN, "{headers:?} {form}: {body}");
-            assert!(body.contains("Nothing was changed") || body.contains("nothing was changed"), "{body}");
+            assert!(
+                body.contains("Nothing was changed") || body.contains("nothing was changed"),
+                "{body}"
+            );
         }
-        assert_eq!(schedule_of(&logger, "Nightly report").await, before, "nothing changed");
+        assert_eq!(
+            schedule_of(&logger, "Nightly report").await,
+            before,
+            "nothing changed"
+        );
 
         // Accepted: cookie + token (and a same-origin Origin).
         let origin = format!("http://{}", site.0);
@@ -781,7 +808,12 @@ async fn jobs_monitor_shows_schedules_and_its_buttons_work_behind_csrf() {
         .await;
         assert_eq!(status, StatusCode::SEE_OTHER);
         assert_eq!(headers.get("location").unwrap(), &jobs_url);
-        assert!(schedule_of(&logger, "Nightly report").await.run_now_requested_at.is_some());
+        assert!(
+            schedule_of(&logger, "Nightly report")
+                .await
+                .run_now_requested_at
+                .is_some()
+        );
 
         // Pause → the page says paused and offers Resume; resume → back.
         let pause = format!("{prefix}/jobs/Nightly%20report/pause");
@@ -793,7 +825,14 @@ async fn jobs_monitor_shows_schedules_and_its_buttons_work_behind_csrf() {
         let resume = format!("{prefix}/jobs/Nightly%20report/resume");
         assert!(actions(&body).contains(&resume), "a Resume button");
         assert!(body.contains(">Resume</button>"));
-        let (status, _, _) = send(&site, "POST", &resume, &[form_ct, ("cookie", &cookie)], &good_form).await;
+        let (status, _, _) = send(
+            &site,
+            "POST",
+            &resume,
+            &[form_ct, ("cookie", &cookie)],
+            &good_form,
+        )
+        .await;
         assert_eq!(status, StatusCode::SEE_OTHER);
         assert!(!schedule_of(&logger, "Nightly report").await.paused);
         let (_, body, _) = get_with_cookie(&site, &jobs_url, &cookie).await;
@@ -821,7 +860,11 @@ async fn jobs_monitor_shows_schedules_and_its_buttons_work_behind_csrf() {
     let _ = std::fs::remove_file(path);
 }
 
-async fn get_with_cookie(site: &Site, uri: &str, cookie: &str) -> (StatusCode, String, poem::http::HeaderMap) {
+async fn get_with_cookie(
+    site: &Site,
+    uri: &str,
+    cookie: &str,
+) -> (StatusCode, String, poem::http::HeaderMap) {
     send(site, "GET", uri, &[("cookie", cookie)], "").await
 }
 
@@ -852,15 +895,15 @@ async fn jobs_monitor_flags_missed_and_skipped_runs_and_a_running_run() {
         let (status, body, _) = get(&site, &format!("{prefix}/jobs")).await;
         assert_eq!(status, StatusCode::OK);
         assert!(
-            body.contains(&format!(
-                "last success 17 min ago — {} runs missed",
-                rec.missed
-            )),
+            body.contains(&format!("last success 17 min ago — {} runs missed", rec.missed)),
             "{body}"
         );
         assert!(body.contains("class=\"overdue\"") && body.contains("class=\"warning\""));
         assert!(body.contains("3 skipped, last "), "{body}");
-        assert!(body.contains("running for ") && body.contains("(p50 "), "elapsed against p50");
+        assert!(
+            body.contains("running for ") && body.contains("(p50 "),
+            "elapsed against p50"
+        );
     }
     run.success().await.unwrap();
     drop(logger);

@@ -100,12 +100,17 @@ pub(crate) async fn register(
     if q.execute(db).await? == 1 {
         return Ok(());
     }
-    // The row exists: a changed schedule takes effect from now on.
+    // The row exists: a changed schedule takes effect from now on — except that an
+    // occurrence already due (the process was down) still runs once, at once.
     let mut q = Sql::new(backend, "UPDATE job_schedules SET schedule = ");
     q.bind(text.as_str())
-        .push(", next_run_at = ")
+        .push(", next_run_at = CASE WHEN next_run_at <= ")
+        .bind(now)
+        .push(" THEN ")
+        .bind(now)
+        .push(" ELSE ")
         .bind(schedule.next_after(now).unwrap_or(now))
-        .push(", updated_at = ")
+        .push(" END, updated_at = ")
         .bind(now)
         .push(" WHERE job = ")
         .bind(job)

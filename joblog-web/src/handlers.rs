@@ -134,6 +134,14 @@ fn failure_page(state: &AppState, req: &Request, failure: Failure) -> Response {
     resp
 }
 
+/// A scheduled job whose last success is too old, for the run list's warning.
+#[derive(Serialize)]
+struct MissedView {
+    job: String,
+    job_q: String,
+    message: String,
+}
+
 #[derive(Serialize)]
 struct NavView<'a> {
     label: &'a str,
@@ -331,6 +339,28 @@ async fn run_list_page(req: &Request, state: &AppState) -> Result<Response, Fail
     let tz = state.config.timezone;
     let now = Utc::now();
     let base = base(req);
+    // Scheduled jobs that stopped succeeding, flagged above the list as on the monitor.
+    let missed: Vec<MissedView> = match joblog::schedules(logger).await {
+        Ok(schedules) => schedules
+            .into_iter()
+            .filter(|s| s.overdue)
+            .map(|s| {
+                let runs = if s.missed == 1 { "run" } else { "runs" };
+                MissedView {
+                    job_q: form_urlencoded::byte_serialize(s.job.as_bytes()).collect(),
+                    message: match s.last_success_at {
+                        Some(t) => format!("last success {} ago — {} {runs} missed", ago(now - t), s.missed),
+                        None => format!("never succeeded — {} {runs} missed", s.missed),
+                    },
+                    job: s.job,
+                }
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "joblog-web: reading schedules failed");
+            Vec::new()
+        }
+    };
     let rows: Vec<RunRow> = page
         .runs
         .iter()
@@ -384,6 +414,7 @@ async fn run_list_page(req: &Request, state: &AppState) -> Result<Response, Fail
         )
     };
     let ctx = minijinja::context! {
+        missed => Serde(missed),
         runs => Serde(rows),
         filter => Serde(&query),
         filtered => !(query.status.is_empty() && query.job.is_empty() && query.q.is_empty()),

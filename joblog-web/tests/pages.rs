@@ -904,6 +904,14 @@ async fn jobs_monitor_flags_missed_and_skipped_runs_and_a_running_run() {
             body.contains("running for ") && body.contains("(p50 "),
             "elapsed against p50"
         );
+        // The run list flags it too.
+        let (status, list, _) = get(&site, &format!("{prefix}/")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            list.contains("class=\"missed-banner\"")
+                && list.contains(&format!("last success 17 min ago — {} runs missed", rec.missed)),
+            "{list}"
+        );
     }
     run.success().await.unwrap();
     drop(logger);

@@ -228,6 +228,49 @@ async fn walk_the_pages_in_chromium() {
         let completed = c.find(Locator::Id("completed")).await?.text().await?;
         assert_ne!(completed, "running", "the summary follows the end of the run");
         let live_shot = c.screenshot().await?;
+
+        // Jobs Monitor → "Run now" (a POST with its CSRF token) → a new run in the list.
+        let scheduler = joblog::Scheduler::builder(logger.clone())
+            .poll_interval(Duration::from_millis(200))
+            .job_with(
+                "BrowserJob",
+                joblog::Schedule::every(Duration::from_secs(3600)),
+                joblog::JobOptions::default().run_at_start(false),
+                |run| async move {
+                    run.detail("started from the Run now button");
+                    Ok::<_, std::convert::Infallible>(())
+                },
+            )
+            .build()
+            .start()
+            .await
+            .expect("scheduler");
+        c.goto(&format!("{base}/jobs")).await?;
+        c.wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("form[action$='/jobs/BrowserJob/run_now'] button"))
+            .await?
+            .click()
+            .await?;
+        c.wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("table.runs"))
+            .await?;
+        let mut ran = false;
+        for _ in 0..30 {
+            c.goto(&format!("{base}/job_logs?job=BrowserJob")).await?;
+            let rows = c.find_all(Locator::Css("table.runs tbody tr")).await?;
+            if !rows.is_empty() && rows[0].text().await?.contains("BrowserJob") {
+                ran = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(ran, "Run now in the browser started a run that the list shows");
+        scheduler
+            .shutdown(Duration::from_secs(5))
+            .await
+            .expect("scheduler shutdown");
         Ok::<_, fantoccini::error::CmdError>([list_shot, detail_shot, jobs_shot, live_shot])
     }
     .await;

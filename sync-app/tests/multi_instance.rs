@@ -1,8 +1,8 @@
 //! Two `sync-app serve` processes on one PostgreSQL (and one MariaDB) database, syncing
 //! every 2 s through joblog's scheduler: the sync never runs twice at once, each due tick
-//! runs once, pause stops both instances and resume runs at most one catch-up. (Run now
-//! across instances and lease takeover are tested on the scheduler itself in
-//! `joblog/tests/scheduler.rs`.)
+//! runs once, pause stops both instances, "run now" runs exactly once and resume runs at
+//! most one catch-up. (Lease takeover after a holder dies is tested on the scheduler
+//! itself in `joblog/tests/scheduler.rs`.)
 
 mod common;
 
@@ -135,6 +135,14 @@ async fn two_instances(db: TestDb) {
     let paused_at = runs(&logger).await.len();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(runs(&logger).await.len(), paused_at, "a paused job ran");
+
+    // "Run now" from the monitor (here: the same call) runs exactly once, on one of the
+    // two instances, even while paused.
+    assert!(joblog::request_run_now(&logger, JOB_NAME).await.unwrap());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after_run_now = runs(&logger).await;
+    assert_eq!(after_run_now.len(), paused_at + 1, "run now ran exactly once");
+    let paused_at = after_run_now.len();
 
     // Resume runs at most one catch-up, then the 2 s rhythm again, still never overlapping.
     assert!(joblog::resume_job(&logger, JOB_NAME).await.unwrap());

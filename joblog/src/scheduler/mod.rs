@@ -377,10 +377,11 @@ async fn poll(shared: &Shared, spec: &JobSpec) -> Result<Option<DateTime<Utc>>> 
         store::register(db, &spec.name, &spec.schedule, false).await?;
         return Ok(None);
     };
-    if state.paused {
+    // A paused job only runs when someone asks for it ("Run now" is an explicit order).
+    if state.paused && !state.run_now {
         return Ok(None);
     }
-    let overdue = state.next_run_at <= state.now;
+    let overdue = !state.paused && state.next_run_at <= state.now;
     let next = || {
         spec.schedule
             .next_due_after(state.next_run_at, state.now)

@@ -179,11 +179,11 @@ pub(crate) async fn try_acquire(
         .push(now)
         .push(" WHERE job = ")
         .bind(job)
-        .push(" AND NOT paused AND (lease_owner IS NULL OR lease_expires_at < ")
+        .push(" AND (lease_owner IS NULL OR lease_expires_at < ")
         .push(now)
-        .push(") AND (next_run_at <= ")
+        .push(") AND ((NOT paused AND next_run_at <= ")
         .push(now)
-        .push(" OR run_now_requested_at IS NOT NULL)");
+        .push(") OR run_now_requested_at IS NOT NULL)");
     Ok(q.execute(db).await? == 1)
 }
 

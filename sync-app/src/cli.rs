@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 /// Flags that set an environment variable, and the variable.
-pub const ENV_FLAGS: [(&str, &str); 9] = [
+pub const ENV_FLAGS: [(&str, &str); 10] = [
     ("--database-url", "DATABASE_URL"),
     ("--mssql-url", "MSSQL_URL"),
     ("--admin-user", "ADMIN_USER"),
@@ -14,6 +14,7 @@ pub const ENV_FLAGS: [(&str, &str); 9] = [
     ("--source-query", "SOURCE_QUERY"),
     ("--timezone", "TIMEZONE"),
     ("--shutdown-grace", "SHUTDOWN_GRACE"),
+    ("--sync-lease", "SYNC_LEASE"),
 ];
 
 /// The usage text.
@@ -43,6 +44,8 @@ Options (each also read from the environment variable in capitals):
   --source-query SQL   SOURCE_QUERY    the SELECT returning the open-order columns
   --timezone TZ        TIMEZONE        IANA zone for the pages' times (default UTC)
   --shutdown-grace D   SHUTDOWN_GRACE  time a running sync gets to finish on SIGTERM/Ctrl-C (default 30s)
+  --sync-lease D       SYNC_LEASE      the scheduler's lease: another instance takes over this long after
+                                       the one running the sync died (default 60s)
   -h, --help           this text
 ";
 

@@ -204,6 +204,7 @@ async fn serve_with(
     // recorded, run now / pause from the Jobs Monitor.
     let job = std::sync::Arc::new(job);
     let scheduler = joblog::Scheduler::builder(logger.clone())
+        .lease(settings.sync_lease)
         .job_with(
             JOB_NAME,
             joblog::Schedule::every(interval),

@@ -32,6 +32,9 @@ pub struct Settings {
     /// How long a running sync may take to finish after SIGTERM / Ctrl-C
     /// (`SHUTDOWN_GRACE`, default 30s); after that it is cancelled and recorded as error.
     pub shutdown_grace: Duration,
+    /// The scheduler's lease (`SYNC_LEASE`, default 60s): renewed while a sync runs; if
+    /// the instance holding it dies, another takes the job over once it expires.
+    pub sync_lease: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -45,6 +48,7 @@ impl fmt::Debug for Settings {
             .field("source_query", &self.source_query)
             .field("timezone", &self.timezone)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("sync_lease", &self.sync_lease)
             .finish()
     }
 }
@@ -140,7 +144,15 @@ impl Settings {
                 expected: format!("a duration such as 10s or 1m (at least 1s), not {v:?}"),
             })?,
         };
+        let sync_lease = match get("SYNC_LEASE") {
+            None => Duration::from_secs(60),
+            Some(v) => parse_interval(&v).ok_or_else(|| ConfigError {
+                variable: "SYNC_LEASE",
+                expected: format!("a duration such as 30s or 2m (at least 1s), not {v:?}"),
+            })?,
+        };
         Ok(Self {
+            sync_lease,
             shutdown_grace,
             database_url,
             mssql_url: get("MSSQL_URL"),

@@ -1,8 +1,8 @@
 //! Two `sync-app serve` processes on one PostgreSQL (and one MariaDB) database, syncing
 //! every 2 s through joblog's scheduler: the sync never runs twice at once, each due tick
 //! runs once, pause stops both instances, "run now" runs exactly once and resume runs at
-//! most one catch-up. (Lease takeover after a holder dies is tested on the scheduler
-//! itself in `joblog/tests/scheduler.rs`.)
+//! most one catch-up; when the instance running the sync is killed, the other takes over
+//! once the lease expires.
 
 mod common;
 
@@ -40,11 +40,10 @@ fn spawn(args: &[&str], env: &[(&str, &str)]) -> (Kill, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn sync-app");
-    let first = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    // Keep draining its stdout: a closed pipe would kill it at its next line.
+    std::thread::spawn(move || lines.for_each(drop));
     (Kill(child), first)
 }
 
@@ -161,6 +160,113 @@ async fn two_instances(db: TestDb) {
         drop(i);
     }
     logger.flush().await.ok();
+}
+
+/// The instance running the sync is killed (SIGKILL) in the middle of it: the other one
+/// takes the job over once the lease (3 s here) has expired.
+async fn a_dead_holder_is_taken_over(db: TestDb) {
+    let logger = sync_app::database::open(&db.url).await.expect("open");
+    // Every sync stalls after 50 rows, so the holder is always mid-run.
+    let (_erp, line) = spawn(
+        &[
+            "fake-erp",
+            "--listen",
+            "127.0.0.1:0",
+            "--orders",
+            "300",
+            "--fail",
+            "stall-after:50",
+        ],
+        &[],
+    );
+    let erp_addr = line.trim_start_matches("fake ERP listening on ").to_string();
+    let (host, port) = erp_addr.rsplit_once(':').unwrap();
+    let mssql = format!(
+        "server=tcp:{host},{port};database=erp;user id=sync;password=sync;encrypt=DANGER_PLAINTEXT;Command Timeout=120"
+    );
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("MSSQL_URL", mssql.as_str()),
+        ("ADMIN_USER", "ops"),
+        ("ADMIN_PASSWORD", "pw"),
+        ("BIND", "127.0.0.1:0"),
+        ("SYNC_INTERVAL", "1s"),
+        ("SYNC_LEASE", "3s"),
+    ];
+    let mut instances: Vec<Kill> = (0..2).map(|_| spawn(&["serve"], &env).0).collect();
+    // Wait for the first run; its pid is the holder.
+    let mut first = None;
+    for _ in 0..100 {
+        if let Some(r) = runs(&logger).await.into_iter().next() {
+            first = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = first.expect("a first run");
+    let holder = first.pid.expect("pid") as u32;
+    let idx = instances
+        .iter()
+        .position(|k| k.0.id() == holder)
+        .expect("the holder is one of ours");
+    // Some skipped ticks first: the other instance sees the job running.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let so_far = runs(&logger).await;
+    for r in so_far.iter().filter(|_| so_far.len() != 1) {
+        let d = logger.details(r.id, None, 100).await.unwrap();
+        let last = d.last().map(|d| d.message.clone());
+        eprintln!("run {} pid {:?} status {:?} last {last:?}", r.id, r.pid, r.status);
+    }
+    assert_eq!(
+        so_far.len(),
+        1,
+        "the second instance must not start while the lease is held"
+    );
+    let killed_at = std::time::Instant::now();
+    let mut holder_proc = instances.remove(idx);
+    holder_proc.0.kill().unwrap();
+    holder_proc.0.wait().unwrap();
+    let mut taken = None;
+    while killed_at.elapsed() < Duration::from_secs(30) {
+        let all = runs(&logger).await;
+        if let Some(r) = all.iter().find(|r| r.id != first.id) {
+            taken = Some((r.clone(), killed_at.elapsed()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (second, after) = taken.expect("the other instance took the job over");
+    assert_ne!(second.pid, first.pid);
+    eprintln!(
+        "taken over {:.1} s after the kill (lease 3 s, poll 1 s)",
+        after.as_secs_f64()
+    );
+    // Not before the lease ran out (it was renewed at most 1 s before the kill).
+    assert!(
+        after >= Duration::from_secs(1),
+        "taken over after {after:?}, before the lease expired"
+    );
+    let recs = joblog::schedules(&logger).await.unwrap();
+    assert!(
+        recs[0].skipped_count > 0,
+        "the ticks the dead holder's run blocked were recorded as skipped"
+    );
+    drop(instances);
+    logger.flush().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_holder_on_postgres() {
+    if let Some(db) = TestDb::new(Backend::Postgres).await {
+        a_dead_holder_is_taken_over(db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_holder_on_mysql() {
+    if let Some(db) = TestDb::new(Backend::MySql).await {
+        a_dead_holder_is_taken_over(db).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! Two `sync-app serve` processes on one PostgreSQL (and one MariaDB) database, syncing
+//! Two `sync-app serve` processes on one PostgreSQL (and one MariaDB) database for 30 s, syncing
 //! every 2 s through joblog's scheduler: the sync never runs twice at once, each due tick
 //! runs once, pause stops both instances, "run now" runs exactly once and resume runs at
 //! most one catch-up; when the instance running the sync is killed, the other takes over
@@ -110,7 +110,7 @@ async fn two_instances(db: TestDb) {
         instances.push(spawn(&["serve"], &env).0);
     }
     let t0 = std::time::Instant::now();
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
     let elapsed = t0.elapsed().as_secs_f64();
     let seen = runs(&logger).await;
     assert_no_overlap(&seen);

@@ -117,8 +117,9 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(bytes).into()
 }
 
-/// Equal in time independent of where the inputs differ (here always 32 bytes each).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Equal in time independent of where the inputs differ (Basic auth compares two 32-byte
+/// digests; the CSRF check two tokens).
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();
     for i in 0..a.len().max(b.len()) {
         let x = a.get(i).copied().unwrap_or(0);

@@ -104,17 +104,6 @@ pub(crate) fn set_cookie(value: &str, base: &str) -> String {
     format!("{COOKIE}={value}; Path={path}; HttpOnly; SameSite=Strict")
 }
 
-/// Equal in time independent of where the inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
-}
-
 /// Whether `origin` (`scheme://host[:port]`) names `host` (the `Host` header).
 fn same_origin(origin: &str, host: &str) -> bool {
     let Some((_, authority)) = origin.split_once("://") else {
@@ -152,7 +141,7 @@ pub(crate) fn check(req: &Request, form_token: Option<&str>) -> Result<(), &'sta
                     nothing was changed.",
         );
     };
-    if !constant_time_eq(sent.as_bytes(), token(&cookie).as_bytes()) {
+    if !crate::auth::constant_time_eq(sent.as_bytes(), token(&cookie).as_bytes()) {
         return Err(
             "The form's security token is not valid (the page is too old, or the form \
                     came from elsewhere). Reload the Jobs page and try again; nothing was changed.",

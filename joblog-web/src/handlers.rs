@@ -89,9 +89,7 @@ fn render(state: &AppState, req: &Request, template: &str, ctx: Value) -> Respon
         title => state.config.title.clone(),
         zone => state.config.timezone.name(),
         asset_version => state.asset_version.clone(),
-        nav => Serde(state.config.nav.iter().map(|l| NavView {
-            label: &l.label, href: &l.href, colour: &l.colour, icon: &l.icon,
-        }).collect::<Vec<_>>()),
+        nav => Serde(crate::shell::nav_view(&state.config)),
     };
     match state
         .templates
@@ -140,14 +138,6 @@ struct MissedView {
     job: String,
     job_q: String,
     message: String,
-}
-
-#[derive(Serialize)]
-struct NavView<'a> {
-    label: &'a str,
-    href: &'a str,
-    colour: &'a str,
-    icon: &'a str,
 }
 
 /// The list's filters as given in the URL, checked.

@@ -34,7 +34,7 @@ pub struct Shell {
 }
 
 #[derive(Serialize)]
-struct NavView<'a> {
+pub(crate) struct NavView<'a> {
     label: &'a str,
     href: &'a str,
     colour: &'a str,
@@ -89,6 +89,20 @@ impl Shell {
     pub fn config(&self) -> &WebConfig {
         &self.config
     }
+}
+
+/// The navigation buttons as the layout reads them.
+pub(crate) fn nav_view(config: &WebConfig) -> Vec<NavView<'_>> {
+    config
+        .nav
+        .iter()
+        .map(|l| NavView {
+            label: &l.label,
+            href: &l.href,
+            colour: &l.colour,
+            icon: &l.icon,
+        })
+        .collect()
 }
 
 /// The headers every run page sends: a Content-Security-Policy without inline script,

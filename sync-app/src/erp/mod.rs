@@ -273,6 +273,8 @@ fn async_stream<'a>(
     conn: &'a mut ErpConnection,
     query: &'a str,
 ) -> impl Stream<Item = Result<OpenOrder, SourceError>> + Send + 'a {
+    // One State per stream, moved once per row: its size does not matter.
+    #[allow(clippy::large_enum_variant)]
     enum State<'a> {
         Start(&'a mut ErpConnection, &'a str),
         Reading {

@@ -74,7 +74,7 @@ fn money(d: Decimal, min_scale: u32) -> String {
     let (int, frac) = text.split_once('.').map_or((text.as_str(), ""), |(i, f)| (i, f));
     let mut grouped = String::with_capacity(int.len() + int.len() / 3);
     for (i, c) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
+        if i > 0 && (int.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(c);

@@ -267,10 +267,12 @@ impl JobLogger {
         };
         let handle = match guard.as_mut() {
             Some(run) => {
+                // From here on, this future being dropped is a cancellation (also while
+                // `processing()` waits on a slow database).
+                run.set_drop_reason(DropReason::Cancelled);
                 if let Err(e) = run.processing().await {
                     tracing::error!(job, error = %e, "joblog: could not mark the run processing");
                 }
-                run.set_drop_reason(DropReason::Cancelled);
                 run.handle()
             }
             None => RunHandle::detached(),

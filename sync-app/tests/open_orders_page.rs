@@ -522,29 +522,7 @@ async fn newest_run(logger: &JobLogger, status: RunStatus) -> RunRecord {
 
 /// What the fake ERP serves, as stored.
 fn erp_rows(orders: u64) -> Vec<OpenOrder> {
-    order_lines(SEED, 0, orders)
-        .map(|l| OpenOrder {
-            order_no: l.order_no,
-            line_no: l.line_no,
-            customer_code: l.customer_code,
-            customer_name: l.customer_name,
-            item_code: l.item_code,
-            item_description: l.item_description,
-            qty_ordered: l.qty_ordered,
-            qty_shipped: l.qty_shipped,
-            qty_open: l.qty_open,
-            unit_price: l.unit_price,
-            line_amount: l.line_amount,
-            currency: l.currency,
-            order_date: l.order_date,
-            requested_date: l.requested_date,
-            promised_date: l.promised_date,
-            warehouse: l.warehouse,
-            status: l.status,
-            rush: l.rush,
-            erp_modified_at: Some(l.modified_at),
-        })
-        .collect()
+    order_lines(SEED, 0, orders).map(OpenOrder::from).collect()
 }
 
 fn assert_security_headers(r: &Reply, what: &str) {

@@ -956,3 +956,31 @@ mod tests {
         assert!(after.iter().all(|r| keys.insert((r.order_no, r.line_no))));
     }
 }
+
+/// An order line as the sync stores it: what tests and benchmarks expect in `open_orders`
+/// after syncing from the fake ERP (`modified_at` is the ERP's `erp_modified_at`).
+impl From<OrderLine> for crate::open_orders::OpenOrder {
+    fn from(l: OrderLine) -> Self {
+        Self {
+            order_no: l.order_no,
+            line_no: l.line_no,
+            customer_code: l.customer_code,
+            customer_name: l.customer_name,
+            item_code: l.item_code,
+            item_description: l.item_description,
+            qty_ordered: l.qty_ordered,
+            qty_shipped: l.qty_shipped,
+            qty_open: l.qty_open,
+            unit_price: l.unit_price,
+            line_amount: l.line_amount,
+            currency: l.currency,
+            order_date: l.order_date,
+            requested_date: l.requested_date,
+            promised_date: l.promised_date,
+            warehouse: l.warehouse,
+            status: l.status,
+            rush: l.rush,
+            erp_modified_at: Some(l.modified_at),
+        }
+    }
+}

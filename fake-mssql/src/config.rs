@@ -1,0 +1,304 @@
+//! How the server is set up: encryption, certificate, logins, instance, faults.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use crate::tls::Identity;
+
+/// The server's encryption setting, as SQL Server's "Force Encryption" / "Force Strict
+/// Encryption" and its certificate configure it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Encryption {
+    /// No certificate: PRELOGIN answers "not supported"; clients that require TLS fail.
+    Off,
+    /// SQL Server's default: TLS for the login packet only, unless the client asks for
+    /// more (then everything). Plaintext for clients that do not support TLS.
+    #[default]
+    Optional,
+    /// "Force Encryption": everything in TLS; clients without TLS are refused.
+    Required,
+    /// TDS 8.0 ("Force Strict Encryption"): TLS from the first byte, ALPN `tds/8.0`.
+    Strict,
+}
+
+impl FromStr for Encryption {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" => Ok(Encryption::Off),
+            "optional" => Ok(Encryption::Optional),
+            "required" => Ok(Encryption::Required),
+            "strict" => Ok(Encryption::Strict),
+            other => Err(format!(
+                "unknown encryption mode {other:?}; expected off, optional, required or strict"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Encryption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Encryption::Off => "off",
+            Encryption::Optional => "optional",
+            Encryption::Required => "required",
+            Encryption::Strict => "strict",
+        })
+    }
+}
+
+/// A fault the server injects, to test a client's error handling.
+///
+/// | spelling        | effect |
+/// |-----------------|--------|
+/// | `login`         | every login is refused with error 18456 |
+/// | `tls`           | the TLS handshake is aborted (the connection closes after the ClientHello) |
+/// | `sql`           | every statement given to the handler fails with error 50000 (`SELECT 1` still works) |
+/// | `drop-after:N`  | column metadata and `N` rows are sent, then the TCP connection is closed without `DONE` |
+/// | `stall`         | statements given to the handler are read but never answered |
+/// | `stall-after:N` | `N` rows are sent, then the server goes silent (the socket stays open) |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Refuse every login with error 18456.
+    Login,
+    /// Abort the TLS handshake.
+    Tls,
+    /// Fail every handler statement with error 50000 (severity 16).
+    Sql,
+    /// Send the column metadata and this many rows, then close the connection abruptly.
+    DropAfter(u64),
+    /// Never answer handler statements.
+    Stall,
+    /// Send this many rows, then stop sending (without closing the connection).
+    StallAfter(u64),
+}
+
+/// The error returned when a fault's spelling is not understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseFaultError {
+    input: String,
+    reason: &'static str,
+}
+
+impl fmt::Display for ParseFaultError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid fault {:?}: {}; expected one of login, tls, sql, drop-after:N, stall, stall-after:N",
+            self.input, self.reason
+        )
+    }
+}
+
+impl std::error::Error for ParseFaultError {}
+
+impl FromStr for Fault {
+    type Err = ParseFaultError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason| ParseFaultError {
+            input: s.to_owned(),
+            reason,
+        };
+        let text = s.trim().to_ascii_lowercase();
+        let (name, arg) = match text.split_once(':') {
+            Some((name, arg)) => (name.trim(), Some(arg.trim())),
+            None => (text.as_str(), None),
+        };
+        let count = |arg: Option<&str>| -> Result<u64, ParseFaultError> {
+            match arg {
+                None | Some("") => Err(err("this mode needs a row count, e.g. drop-after:500")),
+                Some(n) => n
+                    .parse()
+                    .map_err(|_| err("the row count must be a non-negative integer")),
+            }
+        };
+        let no_arg = |value: Fault| match arg {
+            None => Ok(value),
+            Some(_) => Err(err("this mode takes no `:N` argument")),
+        };
+        match name {
+            "login" => no_arg(Fault::Login),
+            "tls" => no_arg(Fault::Tls),
+            "sql" => no_arg(Fault::Sql),
+            "stall" => no_arg(Fault::Stall),
+            "drop-after" => Ok(Fault::DropAfter(count(arg)?)),
+            "stall-after" => Ok(Fault::StallAfter(count(arg)?)),
+            _ => Err(err("unknown mode")),
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Login => f.write_str("login"),
+            Fault::Tls => f.write_str("tls"),
+            Fault::Sql => f.write_str("sql"),
+            Fault::DropAfter(n) => write!(f, "drop-after:{n}"),
+            Fault::Stall => f.write_str("stall"),
+            Fault::StallAfter(n) => write!(f, "stall-after:{n}"),
+        }
+    }
+}
+
+/// Everything about the server except what it answers (that is the [`Handler`](crate::Handler)).
+///
+/// ```
+/// use fake_mssql::{Encryption, ServerConfig};
+/// let config = ServerConfig::default()
+///     .encryption(Encryption::Required)
+///     .login("app", "s3cret")
+///     .database("shop");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub(crate) encryption: Encryption,
+    pub(crate) identity: Option<Identity>,
+    pub(crate) cert_names: Vec<String>,
+    pub(crate) user: String,
+    pub(crate) password: String,
+    pub(crate) database: String,
+    pub(crate) access_token: Option<String>,
+    pub(crate) fault: Option<Fault>,
+    pub(crate) instance: Option<String>,
+    pub(crate) browser_listen: Option<SocketAddr>,
+    pub(crate) server_name: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            encryption: Encryption::Optional,
+            identity: None,
+            cert_names: Vec::new(),
+            user: "sync".into(),
+            password: "sync".into(),
+            database: "erp".into(),
+            access_token: None,
+            fault: None,
+            instance: None,
+            browser_listen: None,
+            server_name: "FAKEMSSQL".into(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The encryption setting (default [`Encryption::Optional`], as SQL Server).
+    pub fn encryption(mut self, encryption: Encryption) -> Self {
+        self.encryption = encryption;
+        self
+    }
+
+    /// The certificate to present (default: a self-signed one generated at bind time).
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Extra DNS names or IP addresses for the generated certificate.
+    pub fn cert_name(mut self, name: impl Into<String>) -> Self {
+        self.cert_names.push(name.into());
+        self
+    }
+
+    /// The SQL login accepted (default `sync` / `sync`).
+    pub fn login(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = user.into();
+        self.password = password.into();
+        self
+    }
+
+    /// The login's default database (default `erp`); `master` and `tempdb` exist too.
+    pub fn database(mut self, database: impl Into<String>) -> Self {
+        self.database = database.into();
+        self
+    }
+
+    /// Also accept this Entra ID access token (FEDAUTH in LOGIN7).
+    pub fn access_token(mut self, token: impl Into<String>) -> Self {
+        self.access_token = Some(token.into());
+        self
+    }
+
+    /// Inject a fault.
+    pub fn fault(mut self, fault: Option<Fault>) -> Self {
+        self.fault = fault;
+        self
+    }
+
+    /// Serve as the named instance `NAME`, announced by a SQL Server Browser on
+    /// `browser_listen` (UDP; SQL Server's is port 1434).
+    pub fn instance(mut self, name: impl Into<String>, browser_listen: SocketAddr) -> Self {
+        self.instance = Some(name.into());
+        self.browser_listen = Some(browser_listen);
+        self
+    }
+
+    /// The server name shown in messages and `@@SERVERNAME` (default `FAKEMSSQL`).
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = name.into();
+        self
+    }
+
+    /// The encryption setting.
+    pub fn get_encryption(&self) -> Encryption {
+        self.encryption
+    }
+
+    /// The SQL login's user name.
+    pub fn get_user(&self) -> &str {
+        &self.user
+    }
+
+    /// The SQL login's password.
+    pub fn get_password(&self) -> &str {
+        &self.password
+    }
+
+    /// The default database.
+    pub fn get_database(&self) -> &str {
+        &self.database
+    }
+
+    /// The injected fault.
+    pub fn get_fault(&self) -> Option<Fault> {
+        self.fault
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_round_trip_and_bad_spellings_are_explained() {
+        for fault in [
+            Fault::Login,
+            Fault::Tls,
+            Fault::Sql,
+            Fault::DropAfter(5),
+            Fault::Stall,
+            Fault::StallAfter(0),
+        ] {
+            assert_eq!(fault.to_string().parse::<Fault>(), Ok(fault));
+        }
+        assert_eq!(" Drop-After: 3 ".parse(), Ok(Fault::DropAfter(3)));
+        for bad in ["", "drop", "drop-after", "drop-after:x", "login:3"] {
+            let e = bad.parse::<Fault>().unwrap_err();
+            assert!(e.to_string().contains("drop-after:N"), "{e}");
+        }
+    }
+
+    #[test]
+    fn encryption_modes_parse() {
+        for mode in ["off", "optional", "required", "strict"] {
+            assert_eq!(mode.parse::<Encryption>().unwrap().to_string(), mode);
+        }
+        assert!("yes".parse::<Encryption>().is_err());
+    }
+}

@@ -149,6 +149,10 @@ impl Identity {
 pub(crate) struct PreloginFramed<S> {
     inner: S,
     wrapping: bool,
+    /// Whether the client still wraps what it sends.
+    read_wrapped: bool,
+    /// Bytes of a bare TLS record read while looking for a packet header.
+    unread: Vec<u8>,
     header: [u8; HEADER_LEN],
     header_filled: usize,
     /// Payload bytes left in the packet being read.
@@ -166,6 +170,8 @@ impl<S> PreloginFramed<S> {
         PreloginFramed {
             inner,
             wrapping: true,
+            read_wrapped: true,
+            unread: Vec::new(),
             header: [0; HEADER_LEN],
             header_filled: 0,
             remaining: 0,
@@ -189,7 +195,13 @@ impl<S> PreloginFramed<S> {
 impl<S: AsyncRead + Unpin> AsyncRead for PreloginFramed<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if !this.wrapping {
+        if !this.unread.is_empty() {
+            let n = this.unread.len().min(buf.remaining());
+            buf.put_slice(&this.unread[..n]);
+            this.unread.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
+        if !this.wrapping || !this.read_wrapped {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
         while this.remaining == 0 {
@@ -200,6 +212,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for PreloginFramed<S> {
                 return Poll::Ready(Ok(())); // EOF
             }
             this.header_filled += n;
+            if (0x14..=0x17).contains(&this.header[0]) {
+                // A bare TLS record: the client stopped wrapping before its last handshake
+                // flight (tiberius sends its TLS 1.3 Finished unwrapped). Pass through.
+                this.read_wrapped = false;
+                let filled = std::mem::take(&mut this.header_filled);
+                let n = filled.min(buf.remaining());
+                buf.put_slice(&this.header[..n]);
+                this.unread = this.header[n..filled].to_vec();
+                return Poll::Ready(Ok(()));
+            }
             if this.header_filled == HEADER_LEN {
                 this.header_filled = 0;
                 if this.header[0] != PKT_PRELOGIN {

@@ -29,10 +29,15 @@ Commands:
   sync                 one sync now; exit 0 on success, 1 on error
   migrate              create or upgrade the tables
   prune [DAYS]         delete runs older than DAYS days (default 30)
-  fake-erp             a fake SQL Server for tests and demos:
-                         --listen ADDR (default 127.0.0.1:1433) --orders N (default 1000)
-                         [--seed S] [--fail login|sql|drop-after:N|stall|stall-after:N|null-at:N|
-                         overflow-at:N|wrong-type] [--evolve]
+  fake-erp             the ERP's open-orders view on a fake SQL Server (fake-mssql), for tests and demos:
+                         --listen ADDR (default 127.0.0.1:1433) --orders N (default 1000) [--seed S]
+                         [--schema modern|classic] [--evolve]
+                         [--encryption off|optional|required|strict] (default optional, as SQL Server)
+                         [--cert FILE --key FILE | --cert-out FILE] [--cert-name NAME]...
+                         [--user U --password P --database D] (default sync / sync / erp)
+                         [--access-token TOKEN] [--instance NAME --browser-listen ADDR (default 127.0.0.1:1434)]
+                         [--fail login|tls|sql|drop-after:N|stall|stall-after:N|null-at:N|
+                         overflow-at:N|wrong-type]
 
 Options (each also read from the environment variable in capitals):
   --database-url URL   DATABASE_URL    sqlite://…, postgres://… or mysql://… (default sqlite://sync-app.db?mode=rwc)
@@ -110,7 +115,25 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         return Err(format!("unknown command `{command}`"));
     }
     let known: &[&str] = if command == "fake-erp" {
-        &["--listen", "--orders", "--seed", "--fail", "--evolve"]
+        &[
+            "--listen",
+            "--orders",
+            "--seed",
+            "--fail",
+            "--evolve",
+            "--schema",
+            "--encryption",
+            "--cert",
+            "--key",
+            "--cert-out",
+            "--cert-name",
+            "--user",
+            "--password",
+            "--database",
+            "--access-token",
+            "--instance",
+            "--browser-listen",
+        ]
     } else {
         &[]
     };

@@ -374,30 +374,81 @@ pub async fn fake_erp(cli: &crate::cli::Cli) -> anyhow::Result<()> {
         .unwrap_or("127.0.0.1:1433")
         .parse()
         .context("--listen takes an address and port, e.g. 127.0.0.1:1433")?;
+    let defaults = FakeErpConfig::default();
     let orders: u64 = match cli.option("--orders") {
         None => 1_000,
         Some(n) => n.parse().context("--orders takes a number of order lines")?,
     };
     let seed: u64 = match cli.option("--seed") {
-        None => FakeErpConfig::default().seed,
+        None => defaults.seed,
         Some(n) => n.parse().context("--seed takes a number")?,
     };
     let fail = match cli.option("--fail") {
         None => None,
         Some(f) => Some(f.parse::<Failure>().map_err(|e| anyhow::anyhow!("--fail: {e}"))?),
     };
-    let erp = FakeErp::bind(
-        listen,
-        FakeErpConfig {
-            orders,
-            seed,
-            fail,
-            evolve: cli.switch("--evolve"),
-        },
-    )
-    .await
-    .with_context(|| format!("listening on {listen}"))?;
+    let schema = match cli.option("--schema") {
+        None => defaults.schema,
+        Some(s) => s.parse().map_err(|e| anyhow::anyhow!("--schema: {e}"))?,
+    };
+    let encryption = match cli.option("--encryption") {
+        None => defaults.encryption,
+        Some(s) => s.parse().map_err(|e| anyhow::anyhow!("--encryption: {e}"))?,
+    };
+    let identity = match (cli.option("--cert"), cli.option("--key")) {
+        (Some(cert), Some(key)) => Some(
+            fake_mssql::Identity::from_pem_files(cert.as_ref(), key.as_ref())
+                .context("--cert / --key")?,
+        ),
+        (None, None) => None,
+        _ => anyhow::bail!("--cert and --key go together"),
+    };
+    let instance = match cli.option("--instance") {
+        None => None,
+        Some(name) => {
+            let browser: SocketAddr = cli
+                .option("--browser-listen")
+                .unwrap_or("127.0.0.1:1434")
+                .parse()
+                .context("--browser-listen takes an address and port, e.g. 127.0.0.1:1434")?;
+            Some((name.to_owned(), browser))
+        }
+    };
+    let cert_names = cli
+        .options
+        .iter()
+        .filter(|(n, _)| n == "--cert-name")
+        .filter_map(|(_, v)| v.clone())
+        .collect();
+    let config = FakeErpConfig {
+        orders,
+        seed,
+        fail,
+        evolve: cli.switch("--evolve"),
+        schema,
+        encryption,
+        identity,
+        cert_names,
+        user: cli.option("--user").unwrap_or(&defaults.user).to_owned(),
+        password: cli.option("--password").unwrap_or(&defaults.password).to_owned(),
+        database: cli.option("--database").unwrap_or(&defaults.database).to_owned(),
+        access_token: cli.option("--access-token").map(str::to_owned),
+        instance,
+    };
+    let erp = FakeErp::bind(listen, config)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    if let Some(path) = cli.option("--cert-out") {
+        let pem = erp
+            .certificate_pem()
+            .context("--cert-out: encryption is off, there is no certificate")?;
+        std::fs::write(path, pem).with_context(|| format!("--cert-out: writing {path}"))?;
+        println!("certificate written to {path}");
+    }
     println!("fake ERP listening on {}", erp.local_addr());
+    if let Some(browser) = erp.browser_addr() {
+        println!("SQL Server Browser listening on {browser} (UDP)");
+    }
     println!("MSSQL_URL='{}'", erp.ado_string());
     tokio::select! {
         r = erp.run() => r.context("fake ERP stopped")?,

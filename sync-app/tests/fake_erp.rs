@@ -105,7 +105,7 @@ async fn assert_stream_matches(
             assert_eq!(types[2], ColumnType::Daten);
             assert_eq!(types[3], ColumnType::NVarchar);
             assert_eq!(types[7], ColumnType::Decimaln);
-            assert_eq!(types[17], ColumnType::Bitn);
+            assert_eq!(types[17], ColumnType::Bit, "NOT NULL columns use the fixed-length types");
             assert_eq!(types[18], ColumnType::Datetime2);
         }
         let want = expected
@@ -271,25 +271,66 @@ async fn negotiated_packet_sizes_are_honoured() {
     }
 }
 
+/// `ado` with its `Encrypt=` value replaced.
+fn with_encrypt(ado: &str, encrypt: &str) -> String {
+    let mut parts: Vec<String> = ado
+        .split(';')
+        .filter(|p| !p.to_ascii_lowercase().starts_with("encrypt="))
+        .map(str::to_owned)
+        .collect();
+    parts.push(format!("Encrypt={encrypt}"));
+    parts.join(";")
+}
+
+/// tiberius against every encryption setting of the server, as against SQL Server: TLS for
+/// the login only, TLS for everything, or none; clients that want what the server will not do
+/// fail fast with an error.
 #[tokio::test]
-async fn clients_that_want_tls_fail_fast_with_an_error() {
-    let erp = start(FakeErpConfig::default()).await;
-    for encrypt in ["true", "false"] {
-        let ado = erp
-            .ado_string()
-            .replace("encrypt=DANGER_PLAINTEXT", &format!("encrypt={encrypt}"));
-        let config = Config::from_ado_string(&ado).unwrap();
-        let result = timeout(Duration::from_secs(5), connect_with(&erp, config)).await;
-        let err = failed(result.expect("must fail, not hang"), "connecting");
-        match encrypt {
-            // ENCRYPT_REQ answered with ENCRYPT_NOT_SUP: tiberius refuses to go on.
-            "true" => assert!(err.to_string().contains("encryption level"), "{err}"),
-            // ENCRYPT_OFF still means "TLS for the login" to tiberius; the server hangs up on
-            // the ClientHello, so the TLS handshake fails at once.
-            _ => assert!(matches!(err, Error::Io { .. }), "{err:?}"),
+async fn tiberius_in_every_encryption_mode() {
+    use fake_mssql::Encryption::{Off, Optional, Required};
+    let cases = [
+        (Off, "DANGER_PLAINTEXT", true),
+        (Off, "true", false),
+        (Off, "false", false),
+        (Optional, "DANGER_PLAINTEXT", true),
+        (Optional, "false", true),
+        (Optional, "true", true),
+        (Required, "DANGER_PLAINTEXT", false),
+        (Required, "false", true),
+        (Required, "true", true),
+    ];
+    for (mode, encrypt, works) in cases {
+        let erp = start(FakeErpConfig {
+            orders: 3_000,
+            encryption: mode,
+            ..FakeErpConfig::default()
+        })
+        .await;
+        let config = Config::from_ado_string(&with_encrypt(&erp.ado_string(), encrypt)).unwrap();
+        let result = timeout(Duration::from_secs(5), connect_with(&erp, config))
+            .await
+            .unwrap_or_else(|_| panic!("{mode}/{encrypt}: must answer, not hang"));
+        match (result, works) {
+            (Ok(mut client), true) => {
+                let stream = orders_query(&mut client, false).await.unwrap();
+                assert_eq!(
+                    assert_stream_matches(stream, order_lines(42, 0, 3_000)).await,
+                    3_000,
+                    "{mode}/{encrypt}"
+                );
+            }
+            (Err(e), false) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("encryption") || matches!(e, Error::Io { .. } | Error::Tls(_)),
+                    "{mode}/{encrypt}: {e:?}"
+                );
+                assert_eq!(erp.stats().logins(), 0);
+            }
+            (Ok(_), false) => panic!("{mode}/{encrypt}: connected, but should have been refused"),
+            (Err(e), true) => panic!("{mode}/{encrypt}: {e}"),
         }
     }
-    assert_eq!(erp.stats().logins(), 0);
 }
 
 #[tokio::test]
@@ -472,6 +513,7 @@ async fn evolve_changes_the_data_between_queries_deterministically() {
         seed: 9,
         fail: None,
         evolve: true,
+        ..FakeErpConfig::default()
     };
     let erp = start(config.clone()).await;
     let mut client = connect(&erp).await.unwrap();

@@ -488,6 +488,7 @@ async fn fake_erp(orders: u64, fail: Option<Failure>) -> FakeErpHandle {
             seed: SEED,
             fail,
             evolve: false,
+            ..FakeErpConfig::default()
         },
     )
     .await

@@ -25,6 +25,7 @@ async fn erp(orders: u64, fail: Option<Failure>) -> FakeErpHandle {
             seed: SEED,
             fail,
             evolve: false,
+            ..FakeErpConfig::default()
         },
     )
     .await

@@ -16,7 +16,6 @@ pub(crate) const PKT_REPLY: u8 = 0x04;
 pub(crate) const PKT_ATTENTION: u8 = 0x06;
 pub(crate) const PKT_TRANSACTION: u8 = 0x0E;
 pub(crate) const PKT_LOGIN7: u8 = 0x10;
-pub(crate) const PKT_SSPI: u8 = 0x11;
 pub(crate) const PKT_PRELOGIN: u8 = 0x12;
 
 /// Client packet types we recognise (batch, pre-7 login, RPC, attention, bulk load,
@@ -134,10 +133,6 @@ impl PacketWriter {
             spid,
             open: false,
         }
-    }
-
-    pub(crate) fn set_packet_size(&mut self, packet_size: usize) {
-        self.packet_size = packet_size.clamp(MIN_PACKET_SIZE, MAX_PACKET_SIZE);
     }
 
     /// Bytes buffered and not yet written.

@@ -7,7 +7,6 @@ const TOKEN_FEATUREEXTACK: u8 = 0xAE;
 const TOKEN_ERROR: u8 = 0xAA;
 const TOKEN_INFO: u8 = 0xAB;
 const TOKEN_LOGINACK: u8 = 0xAD;
-const TOKEN_SSPI: u8 = 0xED;
 const TOKEN_ENVCHANGE: u8 = 0xE3;
 const TOKEN_DONE: u8 = 0xFD;
 const TOKEN_DONEPROC: u8 = 0xFE;
@@ -25,11 +24,6 @@ pub(crate) const DONE_ATTN: u16 = 0x0020;
 pub(crate) const CMD_NONE: u16 = 0x0000;
 pub(crate) const CMD_SELECT: u16 = 0x00C1;
 pub(crate) const CMD_EXECUTE: u16 = 0x00E0;
-pub(crate) const CMD_SET: u16 = 0x0079;
-pub(crate) const CMD_USE: u16 = 0x00A8;
-pub(crate) const CMD_BEGIN_TRAN: u16 = 0x00D4;
-pub(crate) const CMD_COMMIT: u16 = 0x00D5;
-pub(crate) const CMD_ROLLBACK: u16 = 0x00D2;
 
 /// ENVCHANGE types.
 pub(crate) const ENV_DATABASE: u8 = 1;
@@ -131,13 +125,6 @@ pub(crate) fn put_featureextack(out: &mut Vec<u8>, fedauth: bool, utf8: bool) {
         out.push(1);
     }
     out.push(0xFF);
-}
-
-/// An SSPI token (a challenge for the client's authentication package).
-pub(crate) fn put_sspi(out: &mut Vec<u8>, data: &[u8]) {
-    out.push(TOKEN_SSPI);
-    out.extend_from_slice(&(data.len() as u16).to_le_bytes());
-    out.extend_from_slice(data);
 }
 
 fn put_done_token(out: &mut impl BufMut, token: u8, status: u16, cur_cmd: u16, rows: u64) {

@@ -231,7 +231,7 @@ pub(crate) struct Text {
 impl Text {
     fn new(text: impl Into<String>) -> Self {
         let text = text.into();
-        let ucs2 = super::tds::ucs2(&text);
+        let ucs2 = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
         Text { text, ucs2 }
     }
 }
@@ -744,6 +744,8 @@ fn line_spec(seed: u64, generation: u64, order_no: i64, line_no: i32, born: u64)
     } else {
         created
     };
+    // Whole 10 ms, so that the classic schema's DATETIME (1/300 s ticks) holds it exactly.
+    let modified_at = modified_at - millis(u64::from(modified_at.and_utc().timestamp_subsec_millis() % 10));
 
     let unit_price = catalog_item.price;
     let qty_open = qty_ordered - qty_shipped;
@@ -891,7 +893,7 @@ mod tests {
             assert!(row.warehouse.as_ref().is_none_or(|w| w.len() <= 10));
             assert!(row.order_date <= data_epoch().date());
             assert!(row.order_date >= data_epoch().date() - TimeDelta::days(731));
-            assert_eq!(row.modified_at.and_utc().timestamp_subsec_nanos() % 1_000_000, 0);
+            assert_eq!(row.modified_at.and_utc().timestamp_subsec_nanos() % 10_000_000, 0);
             customers.insert(row.customer_code.clone());
         }
         assert!(customers.len() > 400, "{}", customers.len());

@@ -10,6 +10,7 @@ use std::str::FromStr;
 /// | spelling          | effect |
 /// |-------------------|--------|
 /// | `login`           | every login is refused with SQL Server error 18456 |
+/// | `tls`             | the TLS handshake is aborted after the client's hello |
 /// | `sql`             | the open-orders query fails with error 50000 (`SELECT 1` still works) |
 /// | `drop-after:N`    | metadata and `N` rows are sent, then the TCP connection is closed without `DONE` |
 /// | `stall`           | the open-orders query is read but never answered |
@@ -21,6 +22,8 @@ use std::str::FromStr;
 pub enum Failure {
     /// Refuse every login with error 18456 "Login failed for user '...'.".
     Login,
+    /// Abort the TLS handshake.
+    Tls,
     /// Answer the open-orders query with SQL error 50000 (severity 16).
     Sql,
     /// Send the column metadata and this many rows, then close the connection abruptly.
@@ -49,7 +52,7 @@ impl fmt::Display for ParseFailureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "invalid failure mode {:?}: {}; expected one of login, sql, drop-after:N, stall, \
+            "invalid failure mode {:?}: {}; expected one of login, tls, sql, drop-after:N, stall, \
              stall-after:N, null-at:N, overflow-at:N, wrong-type",
             self.input, self.reason
         )
@@ -85,6 +88,7 @@ impl FromStr for Failure {
         };
         match name {
             "login" => no_arg(Failure::Login),
+            "tls" => no_arg(Failure::Tls),
             "sql" => no_arg(Failure::Sql),
             "stall" => no_arg(Failure::Stall),
             "wrong-type" => no_arg(Failure::WrongType),
@@ -101,6 +105,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Login => f.write_str("login"),
+            Failure::Tls => f.write_str("tls"),
             Failure::Sql => f.write_str("sql"),
             Failure::DropAfter(n) => write!(f, "drop-after:{n}"),
             Failure::Stall => f.write_str("stall"),
@@ -108,6 +113,51 @@ impl fmt::Display for Failure {
             Failure::NullAt(n) => write!(f, "null-at:{n}"),
             Failure::OverflowAt(n) => write!(f, "overflow-at:{n}"),
             Failure::WrongType => f.write_str("wrong-type"),
+        }
+    }
+}
+
+impl Failure {
+    /// The part of the fault the SQL Server itself injects (the rest is in the view's rows).
+    pub(crate) fn server_fault(self) -> Option<fake_mssql::Fault> {
+        match self {
+            Failure::Login => Some(fake_mssql::Fault::Login),
+            Failure::Tls => Some(fake_mssql::Fault::Tls),
+            Failure::DropAfter(n) => Some(fake_mssql::Fault::DropAfter(n)),
+            Failure::Stall => Some(fake_mssql::Fault::Stall),
+            Failure::StallAfter(n) => Some(fake_mssql::Fault::StallAfter(n)),
+            Failure::Sql | Failure::NullAt(_) | Failure::OverflowAt(_) | Failure::WrongType => None,
+        }
+    }
+}
+
+/// How the view's rows deviate from the real view because of a [`Failure`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Quirks {
+    /// Row index whose `customer_code` is NULL.
+    pub(crate) null_at: Option<u64>,
+    /// Row index whose `unit_price` is 10^30 (column declared decimal(38,4)).
+    pub(crate) overflow_at: Option<u64>,
+    /// `qty_open` sent as nvarchar.
+    pub(crate) wrong_type: bool,
+}
+
+impl Quirks {
+    pub(crate) fn for_failure(failure: Option<Failure>) -> Self {
+        match failure {
+            Some(Failure::NullAt(n)) => Quirks {
+                null_at: Some(n),
+                ..Quirks::default()
+            },
+            Some(Failure::OverflowAt(n)) => Quirks {
+                overflow_at: Some(n),
+                ..Quirks::default()
+            },
+            Some(Failure::WrongType) => Quirks {
+                wrong_type: true,
+                ..Quirks::default()
+            },
+            _ => Quirks::default(),
         }
     }
 }
@@ -120,6 +170,7 @@ mod tests {
     fn every_mode_round_trips() {
         let all = [
             Failure::Login,
+            Failure::Tls,
             Failure::Sql,
             Failure::DropAfter(500),
             Failure::Stall,

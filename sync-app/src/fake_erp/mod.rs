@@ -1,19 +1,19 @@
-//! A fake ERP: a TCP server speaking enough TDS (the SQL Server wire protocol) for tiberius.
+//! The fake ERP: the open-orders view `dbo.vw_OpenOrders` of an ERP, served by
+//! [`fake_mssql`] — a fake SQL Server with TLS, logins and a SQL Server Browser — so the sync
+//! can be tested, benchmarked and demonstrated without a real one.
 //!
-//! It answers a plaintext TDS 7.4 handshake (no TLS: clients must connect with
-//! `encrypt=DANGER_PLAINTEXT`), accepts any login, and serves the open-orders view
-//! `dbo.vw_OpenOrders` (any SQL text containing `openorders`) from a deterministic generator,
-//! streaming rows with constant memory however many are asked for. `SELECT 1` works as a
-//! health check; anything else fails with error 208 like SQL Server. SQL batches
-//! ([`simple_query`]) and RPC requests (`sp_executesql`, i.e. [`query`] with parameters) are
-//! both understood.
+//! Any SQL text containing `openorders` is answered with the view's rows, generated on the
+//! fly from a deterministic generator ([`order_lines`]) and streamed in constant memory
+//! however many are asked for; the server itself answers session statements (`SET`,
+//! `SELECT 1`, `SELECT @@VERSION`, …); anything else fails with error 208 as SQL Server
+//! would. The view comes in two [`Schema`]s holding the same values.
 //!
 //! Faults can be injected with [`Failure`] to exercise the sync's error handling, and the
 //! demo's `evolve` mode makes every open-orders query after the first see a later
-//! "generation" of the data (see [`order_lines`]).
+//! "generation" of the data.
 //!
 //! ```no_run
-//! # async fn demo() -> std::io::Result<()> {
+//! # async fn demo() -> anyhow::Result<()> {
 //! use sync_app::fake_erp::{FakeErp, FakeErpConfig};
 //!
 //! let erp = FakeErp::bind("127.0.0.1:0".parse().unwrap(), FakeErpConfig::default()).await?;
@@ -21,34 +21,29 @@
 //! println!("connect with {}", handle.ado_string());
 //! # Ok(()) }
 //! ```
-//!
-//! [`simple_query`]: tiberius::Client::simple_query
-//! [`query`]: tiberius::Client::query
 
 mod data;
 mod failure;
 mod orders;
-mod session;
-mod tds;
 
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
-use tracing::{debug, error, warn};
+use fake_mssql::{Encryption, Identity, Query, Reply, ResultSet, Server, ServerConfig, ServerHandle, SqlError};
+use tracing::debug;
 
 pub use data::{
     CUSTOMER_COUNT, GENERATION_INTERVAL_SECS, ITEM_COUNT, OPEN_ORDERS_COLUMNS, OPEN_ORDERS_SQL, OrderLine,
     OrderLines, VIEW_NAME, data_epoch, generation_time, order_line, order_lines,
 };
 pub use failure::{Failure, ParseFailureError};
+pub use orders::Schema;
 
-/// What the fake ERP serves and how it misbehaves.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use data::LineSpecs;
+use failure::Quirks;
+
+/// What the fake ERP serves, how its SQL Server is set up, and how it misbehaves.
+#[derive(Debug, Clone)]
 pub struct FakeErpConfig {
     /// Number of open order lines (rows) in generation 0.
     pub orders: u64,
@@ -60,6 +55,24 @@ pub struct FakeErpConfig {
     /// (new orders, more shipped, finished lines gone). Without it every query returns the
     /// same rows.
     pub evolve: bool,
+    /// The SQL types the view uses.
+    pub schema: Schema,
+    /// The SQL Server's encryption setting (default `optional`, as SQL Server's).
+    pub encryption: Encryption,
+    /// Its certificate (default: a self-signed one for `localhost`, `127.0.0.1` and the host name).
+    pub identity: Option<Identity>,
+    /// Extra names for the self-signed certificate.
+    pub cert_names: Vec<String>,
+    /// The SQL login (default `sync` / `sync`).
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// The ERP's database (default `erp`).
+    pub database: String,
+    /// An Entra ID access token the server also accepts.
+    pub access_token: Option<String>,
+    /// Serve as this named instance, announced by a SQL Server Browser on the address.
+    pub instance: Option<(String, SocketAddr)>,
 }
 
 impl Default for FakeErpConfig {
@@ -69,148 +82,171 @@ impl Default for FakeErpConfig {
             seed: 42,
             fail: None,
             evolve: false,
+            schema: Schema::Modern,
+            encryption: Encryption::Optional,
+            identity: None,
+            cert_names: Vec::new(),
+            user: "sync".into(),
+            password: "sync".into(),
+            database: "erp".into(),
+            access_token: None,
+            instance: None,
         }
     }
 }
 
-/// Counters shared by the server and all its connections.
-#[derive(Debug, Default)]
-struct Counters {
-    connections: AtomicU64,
-    logins: AtomicU64,
-    queries: AtomicU64,
-    rows_sent: AtomicU64,
+impl FakeErpConfig {
+    fn server_config(&self) -> ServerConfig {
+        let mut config = ServerConfig::default()
+            .encryption(self.encryption)
+            .login(&self.user, &self.password)
+            .database(&self.database)
+            .server_name("ERP01")
+            .fault(self.fail.and_then(Failure::server_fault));
+        if let Some(identity) = &self.identity {
+            config = config.identity(identity.clone());
+        }
+        for name in &self.cert_names {
+            config = config.cert_name(name);
+        }
+        if let Some(token) = &self.access_token {
+            config = config.access_token(token);
+        }
+        if let Some((name, addr)) = &self.instance {
+            config = config.instance(name, *addr);
+        }
+        config
+    }
 }
 
 /// Live counters of a fake ERP; clones share the same counters.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FakeErpStats {
-    inner: Arc<Counters>,
+    server: fake_mssql::Stats,
 }
 
 impl FakeErpStats {
     /// TCP connections accepted.
     pub fn connections(&self) -> u64 {
-        self.inner.connections.load(Ordering::Relaxed)
+        self.server.connections()
     }
 
     /// Successful logins.
     pub fn logins(&self) -> u64 {
-        self.inner.logins.load(Ordering::Relaxed)
+        self.server.logins()
     }
 
-    /// Open-orders queries received (served, failed or stalled).
+    /// Queries that reached the ERP (not session statements like `SELECT 1`).
     pub fn queries(&self) -> u64 {
-        self.inner.queries.load(Ordering::Relaxed)
+        self.server.queries()
     }
 
     /// Open-orders rows written to clients.
     pub fn rows_sent(&self) -> u64 {
-        self.inner.rows_sent.load(Ordering::Relaxed)
+        self.server.rows_sent()
     }
 }
 
-/// State shared by the accept loop and the connections.
+/// Answers the open-orders view.
 #[derive(Debug)]
-struct Shared {
+struct OpenOrdersView {
     config: FakeErpConfig,
-    stats: FakeErpStats,
+    /// Open-orders queries answered so far (the generation in `evolve` mode).
+    served: AtomicU64,
 }
 
-/// A fake ERP bound to a TCP port, not yet accepting connections.
+impl fake_mssql::Handler for OpenOrdersView {
+    fn execute(&self, query: &Query<'_>) -> Reply {
+        if !query.sql.to_ascii_lowercase().contains("openorders") {
+            debug!(sql = %query.sql, "unknown statement");
+            return Reply::Error(SqlError::invalid_object(query.sql));
+        }
+        let config = &self.config;
+        let served_before = self.served.fetch_add(1, Ordering::Relaxed);
+        if config.fail == Some(Failure::Sql) {
+            return Reply::Error(SqlError::new(
+                50_000,
+                16,
+                format!("The view {VIEW_NAME} is being rebuilt"),
+            ));
+        }
+        let generation = if config.evolve { served_before } else { 0 };
+        debug!(generation, schema = %config.schema, "open-orders query");
+        let quirks = Quirks::for_failure(config.fail);
+        Reply::Rows(ResultSet::new(
+            orders::columns(config.schema, quirks),
+            orders::OrderRows {
+                lines: LineSpecs::new(config.seed, generation, config.orders),
+                schema: config.schema,
+                quirks,
+                index: 0,
+            },
+        ))
+    }
+}
+
+/// A fake ERP bound to its port, not yet accepting connections.
 #[derive(Debug)]
 pub struct FakeErp {
-    listener: TcpListener,
-    local_addr: SocketAddr,
-    shared: Arc<Shared>,
+    server: Server,
+    config: FakeErpConfig,
 }
 
 impl FakeErp {
     /// Binds the listener (use port 0 for any free port).
-    pub async fn bind(addr: SocketAddr, config: FakeErpConfig) -> io::Result<FakeErp> {
-        let listener = TcpListener::bind(addr).await?;
-        let local_addr = listener.local_addr()?;
-        debug!(%local_addr, ?config, "fake ERP bound");
-        Ok(FakeErp {
-            listener,
-            local_addr,
-            shared: Arc::new(Shared {
-                config,
-                stats: FakeErpStats::default(),
-            }),
-        })
+    pub async fn bind(addr: SocketAddr, config: FakeErpConfig) -> Result<FakeErp, fake_mssql::Error> {
+        let view = OpenOrdersView {
+            config: config.clone(),
+            served: AtomicU64::new(0),
+        };
+        let server = Server::bind(addr, config.server_config(), view).await?;
+        debug!(local_addr = %server.local_addr(), ?config, "fake ERP bound");
+        Ok(FakeErp { server, config })
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
+    }
+
+    /// The SQL Browser's UDP address, for a named instance.
+    pub fn browser_addr(&self) -> Option<SocketAddr> {
+        self.server.browser_addr()
+    }
+
+    /// The certificate the server presents (PEM), unless encryption is off.
+    pub fn certificate_pem(&self) -> Option<&str> {
+        self.server.certificate_pem()
     }
 
     /// An ADO.NET connection string tiberius can connect with
-    /// (`server=tcp:127.0.0.1,PORT;database=erp;user id=sync;password=sync;encrypt=DANGER_PLAINTEXT;...`).
+    /// (`Server=tcp:127.0.0.1,PORT;Database=erp;User ID=sync;Password=sync;Encrypt=true;TrustServerCertificate=true`).
     pub fn ado_string(&self) -> String {
-        ado_string(self.local_addr)
+        self.server.ado_string()
     }
 
     /// The server's counters.
     pub fn stats(&self) -> FakeErpStats {
-        self.shared.stats.clone()
+        FakeErpStats {
+            server: self.server.stats(),
+        }
     }
 
     /// The configuration being served.
     pub fn config(&self) -> &FakeErpConfig {
-        &self.shared.config
+        &self.config
     }
 
-    /// Accepts connections forever, serving each on its own task. Dropping the future (or
-    /// aborting its task) also closes all connections it accepted. Returns only if accepting
-    /// keeps failing.
-    pub async fn run(self) -> io::Result<()> {
-        let mut connections = JoinSet::new();
-        let mut next_id = 0u64;
-        let mut consecutive_errors = 0u32;
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        consecutive_errors = 0;
-                        next_id += 1;
-                        self.shared.stats.inner.connections.fetch_add(1, Ordering::Relaxed);
-                        connections.spawn(session::serve(stream, peer, self.shared.clone(), next_id));
-                    }
-                    Err(e) => {
-                        consecutive_errors += 1;
-                        if consecutive_errors >= 1000 {
-                            error!(error = %e, "fake ERP gives up accepting connections");
-                            return Err(e);
-                        }
-                        warn!(error = %e, "fake ERP could not accept a connection");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                },
-                Some(finished) = connections.join_next(), if !connections.is_empty() => {
-                    if let Err(e) = finished
-                        && e.is_panic()
-                    {
-                        error!(error = %e, "fake ERP connection task panicked");
-                    }
-                }
-            }
-        }
+    /// Accepts connections until the future is dropped (which closes all its connections).
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.run().await
     }
 
-    /// Runs [`run`](Self::run) on a new tokio task (must be called within a tokio runtime).
-    /// The server stops when the returned handle is dropped or shut down.
+    /// Runs the server on a new tokio task; it stops when the handle is dropped.
     pub fn spawn(self) -> FakeErpHandle {
-        let local_addr = self.local_addr;
-        let stats = self.stats();
-        let config = self.shared.config.clone();
-        let task = tokio::spawn(self.run());
         FakeErpHandle {
-            local_addr,
-            stats,
-            config,
-            task,
+            server: self.server.spawn(),
+            config: self.config,
         }
     }
 }
@@ -218,26 +254,36 @@ impl FakeErp {
 /// A fake ERP running on a tokio task; dropping the handle stops it and closes its connections.
 #[derive(Debug)]
 pub struct FakeErpHandle {
-    local_addr: SocketAddr,
-    stats: FakeErpStats,
+    server: ServerHandle,
     config: FakeErpConfig,
-    task: JoinHandle<io::Result<()>>,
 }
 
 impl FakeErpHandle {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
+    }
+
+    /// The SQL Browser's UDP address, for a named instance.
+    pub fn browser_addr(&self) -> Option<SocketAddr> {
+        self.server.browser_addr()
+    }
+
+    /// The certificate the server presents (PEM), unless encryption is off.
+    pub fn certificate_pem(&self) -> Option<&str> {
+        self.server.certificate_pem()
     }
 
     /// An ADO.NET connection string tiberius can connect with (see [`FakeErp::ado_string`]).
     pub fn ado_string(&self) -> String {
-        ado_string(self.local_addr)
+        self.server.ado_string()
     }
 
     /// The server's counters.
     pub fn stats(&self) -> FakeErpStats {
-        self.stats.clone()
+        FakeErpStats {
+            server: self.server.stats(),
+        }
     }
 
     /// The configuration being served.
@@ -246,42 +292,7 @@ impl FakeErpHandle {
     }
 
     /// Stops accepting, closes all connections and waits until the server task has ended.
-    pub async fn shutdown(mut self) {
-        self.task.abort();
-        let _ = (&mut self.task).await;
-    }
-}
-
-impl Drop for FakeErpHandle {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn ado_string(addr: SocketAddr) -> String {
-    let host = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => Ipv4Addr::LOCALHOST.to_string(),
-        IpAddr::V4(ip) => ip.to_string(),
-        IpAddr::V6(ip) if ip.is_unspecified() => format!("[{}]", Ipv6Addr::LOCALHOST),
-        IpAddr::V6(ip) => format!("[{ip}]"),
-    };
-    format!(
-        "server=tcp:{host},{};database=erp;user id=sync;password=sync;encrypt=DANGER_PLAINTEXT;\
-         TrustServerCertificate=true",
-        addr.port()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ado_string_uses_a_connectable_host() {
-        let s = ado_string("0.0.0.0:1433".parse().unwrap());
-        assert!(s.starts_with("server=tcp:127.0.0.1,1433;"), "{s}");
-        assert!(s.contains("encrypt=DANGER_PLAINTEXT"));
-        let config = tiberius::Config::from_ado_string(&s).unwrap();
-        assert_eq!(config.get_addr(), "127.0.0.1:1433");
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 }

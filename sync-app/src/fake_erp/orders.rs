@@ -1,93 +1,157 @@
-//! Wire layout of the open-orders result and the allocation-free row encoder.
+//! The open-orders view as SQL Server types: the `modern` schema (today's view) and the
+//! `classic` one (the same rows as an older ERP stores them), and the row writers.
 
-use super::data::{Catalog, LineSpec, OPEN_ORDERS_COLUMNS};
-use super::failure::Failure;
-use super::tds::{self, ColType, Column};
+use std::fmt;
+use std::str::FromStr;
+
+use fake_mssql::{Collation, Column, RowSource, RowWriter, SqlType};
+
+use super::data::{Catalog, LineSpec, LineSpecs, OPEN_ORDERS_COLUMNS, catalog};
+use super::failure::Quirks;
 
 const PRICE_PRECISION: u8 = 19;
 const OVERFLOW_PRECISION: u8 = 38;
 const QTY_PRECISION: u8 = 18;
 const AMOUNT_PRECISION: u8 = 19;
 
-/// How the result deviates from the real view because of a [`Failure`].
+/// How the ERP stores its open orders; both hold the same values.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Quirks {
-    /// Row index whose `customer_code` is NULL.
-    pub(crate) null_at: Option<u64>,
-    /// Row index whose `unit_price` is 10^30 (column declared decimal(38,4)).
-    pub(crate) overflow_at: Option<u64>,
-    /// `qty_open` sent as nvarchar.
-    pub(crate) wrong_type: bool,
+pub enum Schema {
+    /// A current ERP: `bigint`, `date`, `nvarchar`, `decimal`, `datetime2(3)`.
+    #[default]
+    Modern,
+    /// An older ERP: `int` / `smallint` keys, `datetime` / `smalldatetime` dates, `char` /
+    /// `nchar` padded codes, `varchar` in code page 1252 and in a `_UTF8` collation,
+    /// `money` / `smallmoney` amounts, plus a `uniqueidentifier` row id and `nvarchar(max)`
+    /// notes (columns the sync does not read).
+    Classic,
 }
 
-impl Quirks {
-    pub(crate) fn for_failure(failure: Option<Failure>) -> Self {
-        match failure {
-            Some(Failure::NullAt(n)) => Quirks {
-                null_at: Some(n),
-                ..Quirks::default()
-            },
-            Some(Failure::OverflowAt(n)) => Quirks {
-                overflow_at: Some(n),
-                ..Quirks::default()
-            },
-            Some(Failure::WrongType) => Quirks {
-                wrong_type: true,
-                ..Quirks::default()
-            },
-            _ => Quirks::default(),
+impl FromStr for Schema {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "modern" => Ok(Schema::Modern),
+            "classic" => Ok(Schema::Classic),
+            other => Err(format!("unknown schema {other:?}; expected modern or classic")),
         }
     }
 }
 
-/// The columns of `dbo.vw_OpenOrders` (as altered by the quirks).
-pub(crate) fn columns(quirks: Quirks) -> [Column<'static>; 19] {
-    let dec = |precision, scale| ColType::Decimal { precision, scale };
-    let nv = |chars| ColType::NVarChar { chars };
-    let types: [(ColType, bool); 19] = [
-        (ColType::BigInt, false),
-        (ColType::Int, false),
-        (ColType::Date, false),
-        (nv(20), quirks.null_at.is_some()),
-        (nv(100), false),
-        (nv(40), false),
-        (nv(200), true),
-        (dec(QTY_PRECISION, 4), false),
-        (dec(QTY_PRECISION, 4), false),
-        (
-            if quirks.wrong_type {
-                nv(40)
-            } else {
-                dec(QTY_PRECISION, 4)
-            },
-            false,
-        ),
-        (
-            if quirks.overflow_at.is_some() {
-                dec(OVERFLOW_PRECISION, 4)
-            } else {
-                dec(PRICE_PRECISION, 4)
-            },
-            false,
-        ),
-        (dec(AMOUNT_PRECISION, 2), false),
-        (nv(3), false),
-        (ColType::Date, true),
-        (ColType::Date, true),
-        (nv(10), true),
-        (nv(20), false),
-        (ColType::Bit, false),
-        (ColType::DateTime2 { scale: 3 }, false),
-    ];
-    std::array::from_fn(|i| Column {
-        name: OPEN_ORDERS_COLUMNS[i],
-        ty: types[i].0,
-        nullable: types[i].1,
-    })
+impl fmt::Display for Schema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Schema::Modern => "modern",
+            Schema::Classic => "classic",
+        })
+    }
+}
+
+/// The columns of `dbo.vw_OpenOrders` in a schema (as altered by the quirks).
+pub(crate) fn columns(schema: Schema, quirks: Quirks) -> Vec<Column> {
+    let dec = |precision, scale| SqlType::Decimal { precision, scale };
+    let nv = |chars| SqlType::NVarChar { len: Some(chars) };
+    let price = if quirks.overflow_at.is_some() {
+        dec(OVERFLOW_PRECISION, 4)
+    } else {
+        match schema {
+            Schema::Modern => dec(PRICE_PRECISION, 4),
+            Schema::Classic => SqlType::SmallMoney,
+        }
+    };
+    let qty_open = if quirks.wrong_type { nv(40) } else { dec(QTY_PRECISION, 4) };
+    let types: [(SqlType, bool); 19] = match schema {
+        Schema::Modern => [
+            (SqlType::BigInt, false),
+            (SqlType::Int, false),
+            (SqlType::Date, false),
+            (nv(20), quirks.null_at.is_some()),
+            (nv(100), false),
+            (nv(40), false),
+            (nv(200), true),
+            (dec(QTY_PRECISION, 4), false),
+            (dec(QTY_PRECISION, 4), false),
+            (qty_open, false),
+            (price, false),
+            (dec(AMOUNT_PRECISION, 2), false),
+            (nv(3), false),
+            (SqlType::Date, true),
+            (SqlType::Date, true),
+            (nv(10), true),
+            (nv(20), false),
+            (SqlType::Bit, false),
+            (SqlType::DateTime2 { scale: 3 }, false),
+        ],
+        Schema::Classic => [
+            (SqlType::Int, false),
+            (SqlType::SmallInt, false),
+            (SqlType::DateTime, false),
+            (
+                SqlType::Char {
+                    len: 10,
+                    collation: Collation::Latin1Cp1252,
+                },
+                quirks.null_at.is_some(),
+            ),
+            (
+                SqlType::VarChar {
+                    len: Some(100),
+                    collation: Collation::Utf8,
+                },
+                false,
+            ),
+            (SqlType::NChar { len: 20 }, false),
+            (
+                SqlType::VarChar {
+                    len: Some(200),
+                    collation: Collation::Latin1Cp1252,
+                },
+                true,
+            ),
+            (dec(QTY_PRECISION, 4), false),
+            (dec(QTY_PRECISION, 4), false),
+            (qty_open, false),
+            (price, false),
+            (SqlType::Money, false),
+            (
+                SqlType::Char {
+                    len: 3,
+                    collation: Collation::Latin1Cp1252,
+                },
+                false,
+            ),
+            (SqlType::SmallDateTime, true),
+            (SqlType::SmallDateTime, true),
+            (SqlType::NChar { len: 10 }, true),
+            (
+                SqlType::VarChar {
+                    len: Some(20),
+                    collation: Collation::Latin1Cp1252,
+                },
+                false,
+            ),
+            (SqlType::Bit, false),
+            (SqlType::DateTime, false),
+        ],
+    };
+    let mut out: Vec<Column> = types
+        .iter()
+        .zip(OPEN_ORDERS_COLUMNS)
+        .map(|(&(ty, nullable), name)| {
+            let c = Column::new(name, ty);
+            if nullable { c.nullable() } else { c }
+        })
+        .collect();
+    if schema == Schema::Classic {
+        out.insert(0, Column::new("row_guid", SqlType::UniqueIdentifier));
+        out.push(Column::new("notes", SqlType::NVarChar { len: None }).nullable());
+    }
+    out
 }
 
 /// Formats a scale-4 decimal as ASCII, e.g. `12.5000`.
-fn format_scale4(mantissa: i64, out: &mut [u8; 32]) -> &[u8] {
+fn format_scale4(mantissa: i64, out: &mut [u8; 32]) -> &str {
     let mut pos = out.len();
     let negative = mantissa < 0;
     let mut v = mantissa.unsigned_abs();
@@ -106,112 +170,171 @@ fn format_scale4(mantissa: i64, out: &mut [u8; 32]) -> &[u8] {
         pos -= 1;
         out[pos] = b'-';
     }
-    &out[pos..]
+    std::str::from_utf8(&out[pos..]).expect("ASCII digits")
 }
 
-/// Appends one ROW token for `line` (row number `index` of the result).
-#[inline]
-pub(crate) fn encode_row(out: &mut Vec<u8>, cat: &Catalog, line: &LineSpec, index: u64, quirks: Quirks) {
-    let customer = &cat.customers[line.customer];
-    let item = &cat.items[line.item];
-    tds::put_row_token(out);
-    tds::put_bigint(out, line.order_no);
-    tds::put_int(out, line.line_no);
-    tds::put_date(out, line.order_date);
-    if quirks.null_at == Some(index) {
-        tds::put_nvarchar_null(out);
-    } else {
-        tds::put_nvarchar_ucs2(out, &customer.code.ucs2);
+/// The rows of one open-orders query, generated as they are written.
+#[derive(Debug)]
+pub(crate) struct OrderRows {
+    pub(crate) lines: LineSpecs,
+    pub(crate) schema: Schema,
+    pub(crate) quirks: Quirks,
+    pub(crate) index: u64,
+}
+
+impl RowSource for OrderRows {
+    fn write_row(&mut self, row: &mut RowWriter<'_>) -> bool {
+        let Some(line) = self.lines.next() else {
+            return false;
+        };
+        match self.schema {
+            Schema::Modern => modern_row(row, catalog(), &line, self.index, self.quirks),
+            Schema::Classic => classic_row(row, catalog(), &line, self.index, self.quirks),
+        }
+        self.index += 1;
+        true
     }
-    tds::put_nvarchar_ucs2(out, &customer.name.ucs2);
-    tds::put_nvarchar_ucs2(out, &item.code.ucs2);
-    match &item.description {
-        Some(text) => tds::put_nvarchar_ucs2(out, &text.ucs2),
-        None => tds::put_nvarchar_null(out),
-    }
-    tds::put_decimal(out, QTY_PRECISION, i128::from(line.qty_ordered));
-    tds::put_decimal(out, QTY_PRECISION, i128::from(line.qty_shipped));
+}
+
+/// The columns both schemas write the same way (quantities and the quirks).
+fn quantities_and_price(row: &mut RowWriter<'_>, line: &LineSpec, index: u64, quirks: Quirks) {
+    row.decimal(i128::from(line.qty_ordered), 4);
+    row.decimal(i128::from(line.qty_shipped), 4);
     if quirks.wrong_type {
         let mut buf = [0u8; 32];
-        tds::put_nvarchar_ascii(out, format_scale4(line.qty_open(), &mut buf));
+        row.str(format_scale4(line.qty_open(), &mut buf));
     } else {
-        tds::put_decimal(out, QTY_PRECISION, i128::from(line.qty_open()));
+        row.decimal(i128::from(line.qty_open()), 4);
     }
     match quirks.overflow_at {
-        Some(n) if n == index => tds::put_decimal(out, OVERFLOW_PRECISION, 10i128.pow(34)),
-        Some(_) => tds::put_decimal(out, OVERFLOW_PRECISION, i128::from(line.unit_price)),
-        None => tds::put_decimal(out, PRICE_PRECISION, i128::from(line.unit_price)),
+        Some(n) if n == index => row.decimal(10i128.pow(34), 4),
+        _ => row.decimal(i128::from(line.unit_price), 4),
     }
-    tds::put_decimal(out, AMOUNT_PRECISION, i128::from(line.line_amount));
-    tds::put_nvarchar_ucs2(out, &cat.currencies[customer.currency].ucs2);
+}
+
+fn modern_row(row: &mut RowWriter<'_>, cat: &Catalog, line: &LineSpec, index: u64, quirks: Quirks) {
+    let customer = &cat.customers[line.customer];
+    let item = &cat.items[line.item];
+    row.int(line.order_no);
+    row.int(i64::from(line.line_no));
+    row.date(line.order_date);
+    if quirks.null_at == Some(index) {
+        row.null();
+    } else {
+        row.ucs2(&customer.code.ucs2);
+    }
+    row.ucs2(&customer.name.ucs2);
+    row.ucs2(&item.code.ucs2);
+    match &item.description {
+        Some(text) => row.ucs2(&text.ucs2),
+        None => row.null(),
+    }
+    quantities_and_price(row, line, index, quirks);
+    row.decimal(i128::from(line.line_amount), 2);
+    row.ucs2(&cat.currencies[customer.currency].ucs2);
     match line.requested_date {
-        Some(d) => tds::put_date(out, d),
-        None => tds::put_null(out),
+        Some(d) => row.date(d),
+        None => row.null(),
     }
     match line.promised_date {
-        Some(d) => tds::put_date(out, d),
-        None => tds::put_null(out),
+        Some(d) => row.date(d),
+        None => row.null(),
     }
     match line.warehouse {
-        Some(w) => tds::put_nvarchar_ucs2(out, &cat.warehouses[w].ucs2),
-        None => tds::put_nvarchar_null(out),
+        Some(w) => row.ucs2(&cat.warehouses[w].ucs2),
+        None => row.null(),
     }
-    tds::put_nvarchar_ucs2(out, &cat.statuses[usize::from(line.status)].ucs2);
-    tds::put_bit(out, line.rush);
-    tds::put_datetime2(out, line.modified_at, 3);
+    row.ucs2(&cat.statuses[usize::from(line.status)].ucs2);
+    row.bit(line.rush);
+    row.datetime(line.modified_at);
+}
+
+fn classic_row(row: &mut RowWriter<'_>, cat: &Catalog, line: &LineSpec, index: u64, quirks: Quirks) {
+    let customer = &cat.customers[line.customer];
+    let item = &cat.items[line.item];
+    row.guid(row_guid(line.order_no, line.line_no));
+    row.int(line.order_no);
+    row.int(i64::from(line.line_no));
+    row.date(line.order_date);
+    if quirks.null_at == Some(index) {
+        row.null();
+    } else {
+        row.str(&customer.code.text);
+    }
+    row.str(&customer.name.text);
+    row.str(&item.code.text);
+    match &item.description {
+        Some(text) => row.str(&text.text),
+        None => row.null(),
+    }
+    quantities_and_price(row, line, index, quirks);
+    row.decimal(i128::from(line.line_amount), 2);
+    row.str(&cat.currencies[customer.currency].text);
+    match line.requested_date {
+        Some(d) => row.date(d),
+        None => row.null(),
+    }
+    match line.promised_date {
+        Some(d) => row.date(d),
+        None => row.null(),
+    }
+    match line.warehouse {
+        Some(w) => row.str(&cat.warehouses[w].text),
+        None => row.null(),
+    }
+    row.str(&cat.statuses[usize::from(line.status)].text);
+    row.bit(line.rush);
+    row.datetime(line.modified_at);
+    match notes(line) {
+        Some(text) => row.str(&text),
+        None => row.null(),
+    }
+}
+
+/// A stable row id derived from the key.
+fn row_guid(order_no: i64, line_no: i32) -> [u8; 16] {
+    let a = (order_no as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(line_no as u32);
+    let b = a.rotate_left(29).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&a.to_le_bytes());
+    out[8..].copy_from_slice(&b.to_le_bytes());
+    out[7] = (out[7] & 0x0F) | 0x40; // version 4
+    out[8] = (out[8] & 0x3F) | 0x80; // variant
+    out
+}
+
+/// Free-text notes on some lines; a few are long enough (> 8,000 bytes) to arrive in several
+/// PLP chunks.
+fn notes(line: &LineSpec) -> Option<String> {
+    match line.order_no % 97 {
+        0 => Some(format!("Deliver to gate 3 — call 30 min ahead. Order {}.", line.order_no)),
+        1 if line.line_no == 1 => Some("Prüfzeugnis 3.1 nach EN 10204 beilegen. ".repeat(120)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::data::{LineSpecs, catalog};
-    use super::super::tds::PacketWriter;
     use super::*;
-    use std::time::Instant;
-
-    /// One core, no socket: `cargo test -p sync-app --release --lib encode_throughput -- --ignored --nocapture`
-    #[tokio::test(flavor = "current_thread")]
-    #[ignore]
-    async fn encode_throughput() {
-        let rows = 1_000_000u64;
-        let started = Instant::now();
-        let generated = LineSpecs::new(42, 0, rows)
-            .map(|l| l.line_amount)
-            .fold(0i64, i64::wrapping_add);
-        let gen_secs = started.elapsed().as_secs_f64();
-
-        let (cat, quirks) = (catalog(), Quirks::default());
-        let mut writer = PacketWriter::new(4096, 1);
-        let mut sink = tokio::io::sink();
-        let mut row = Vec::with_capacity(1024);
-        let mut bytes = 0usize;
-        let started = Instant::now();
-        for (i, line) in LineSpecs::new(42, 0, rows).enumerate() {
-            row.clear();
-            encode_row(&mut row, cat, &line, i as u64, quirks);
-            writer.put(&row);
-            if writer.buffered() >= 64 * 1024 {
-                bytes += writer.buffered();
-                writer.write_full_packets(&mut sink).await.unwrap();
-            }
-        }
-        writer.end_message(&mut sink).await.unwrap();
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "generate only: {:.0} rows/s (checksum {generated}); generate + encode + frame: {:.0} rows/s, \
-             {:.0} MB/s, ~{} bytes/row",
-            rows as f64 / gen_secs,
-            rows as f64 / secs,
-            bytes as f64 / secs / 1e6,
-            bytes as u64 / rows
-        );
-    }
 
     #[test]
     fn scale4_formatting() {
         let mut buf = [0u8; 32];
-        assert_eq!(format_scale4(125_000, &mut buf), b"12.5000");
-        assert_eq!(format_scale4(5, &mut buf), b"0.0005");
-        assert_eq!(format_scale4(0, &mut buf), b"0.0000");
-        assert_eq!(format_scale4(-10_000, &mut buf), b"-1.0000");
+        assert_eq!(format_scale4(125_000, &mut buf), "12.5000");
+        assert_eq!(format_scale4(5, &mut buf), "0.0005");
+        assert_eq!(format_scale4(0, &mut buf), "0.0000");
+        assert_eq!(format_scale4(-10_000, &mut buf), "-1.0000");
+    }
+
+    #[test]
+    fn schemas_parse_and_classic_has_the_extra_columns() {
+        assert_eq!("Classic".parse::<Schema>(), Ok(Schema::Classic));
+        assert!("old".parse::<Schema>().is_err());
+        let modern = columns(Schema::Modern, Quirks::default());
+        let classic = columns(Schema::Classic, Quirks::default());
+        assert_eq!(modern.len(), 19);
+        assert_eq!(classic.len(), 21);
+        assert_eq!(classic[0].name, "row_guid");
+        assert_eq!(classic[20].name, "notes");
     }
 }

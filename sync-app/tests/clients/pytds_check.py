@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""Reads dbo.vw_OpenOrders from a SQL Server (the fake ERP) with pytds (PyPI `python-tds`)
+and prints the row count and a checksum over every cell, or the server error it got.
+
+Used by sync-app/tests/independent_clients.rs; runnable by hand:
+
+    python3 pytds_check.py --host localhost --port 1433 --user sync --password sync \
+        --database erp --encryption login --packet-size 4096 --cafile erp-ca.pem
+
+Output (stdout, one line) and exit status:
+    rows=N sha256=HEX tls=T      0  the query returned N rows; T (none | login | full) is what
+                                    the PRELOGIN exchange settled on
+    error=N errors=N[,M...]      2  the server sent error(s) (severity >= 11); N is the first
+    unsupported=TEXT             4  this client cannot do what was asked (e.g. --encryption strict)
+    (message on stderr)          1  anything else: TLS, protocol, timeout, usage
+
+Encryption choices and what they mean for pytds (1.17):
+    none    no `cafile`: PRELOGIN ENCRYPT_NOT_SUP, nothing encrypted
+    login   cafile=CA, enc_login_only=True: PRELOGIN ENCRYPT_OFF, TLS for the login packet only
+    full    cafile=CA, enc_login_only=False: PRELOGIN ENCRYPT_ON, the whole session in TLS
+    strict  unsupported: pytds has no TDS 8.0 (TLS before PRELOGIN)
+    validate_host=True always: pytds accepts the certificate if its subject CN equals the host
+    name given, or a subjectAltName *DNS* entry does (an IP-address SAN does not count), so
+    connect to `localhost` rather than 127.0.0.1 unless the certificate names 127.0.0.1 as DNS/CN.
+    TLS needs pyOpenSSL. The packet size is pytds' `blocksize`.
+
+Autocommit: the pytds default (off) unless --autocommit: pytds then opens a transaction right
+after login with a TDS transaction-manager request (packet type 14, TM_BEGIN_XACT) and rolls it
+back on close (TM_ROLLBACK_XACT), so the server must answer those.
+
+CANONICAL FORM (identical in pymssql_check.py, freetds_check.sh and independent_clients.rs):
+    The 19 columns of sync_app::fake_erp::OPEN_ORDERS_SQL, in order, each cell as text:
+    NULL                    \\N
+    int columns             decimal digits, leading '-' if negative (order_no, line_no)
+    decimal columns         plain decimal, no exponent, no '+', trailing fractional zeros and a
+                            bare '.' removed, -0 -> 0 (qty_*, unit_price, line_amount; also MONEY)
+    date columns            YYYY-MM-DD (order_date, requested_date, promised_date); a value with
+                            a time of day other than midnight keeps it as YYYY-MM-DD HH:MM:SS.fff
+                            (so it cannot match)
+    datetime columns        YYYY-MM-DD HH:MM:SS.fff (modified_at); sub-millisecond digits are
+                            kept only if non-zero (so they cannot match)
+    bit columns             0 or 1 (rush)
+    text columns            the string, trailing U+0020 removed (char/nchar padding), with
+                            '\\' -> '\\\\', TAB -> '\\t', LF -> '\\n', CR -> '\\r'
+    A row is its cells joined by TAB, followed by LF; the checksum is the SHA-256 (lower-case
+    hex) of all rows' UTF-8 bytes in result order.
+"""
+
+import argparse
+import datetime
+import decimal
+import hashlib
+import re
+import sys
+
+QUERY = (
+    "SELECT order_no, line_no, order_date, customer_code, customer_name, item_code, "
+    "item_description, qty_ordered, qty_shipped, qty_open, unit_price, line_amount, currency, "
+    "requested_date, promised_date, warehouse, status, rush, modified_at "
+    "FROM dbo.vw_OpenOrders ORDER BY order_no, line_no"
+)
+
+# The kind of each column of QUERY, in order.
+KINDS = [
+    "int", "int", "date", "text", "text", "text", "text", "decimal", "decimal", "decimal",
+    "decimal", "decimal", "text", "date", "date", "text", "text", "bit", "datetime",
+]
+
+
+# --- canonical form (keep in step with the other scripts and independent_clients.rs) -------
+
+def canon_decimal(value):
+    if isinstance(value, bool):
+        raise TypeError(f"bool where a decimal was expected: {value!r}")
+    if isinstance(value, float):
+        raise TypeError(f"float where a decimal was expected: {value!r}")
+    d = decimal.Decimal(value) if not isinstance(value, decimal.Decimal) else value
+    text = format(d, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    if text in ("-0", ""):
+        text = "0"
+    return text
+
+
+def canon_datetime(value):
+    """YYYY-MM-DD HH:MM:SS.fff, or more fraction digits if they are not zero."""
+    text = value.strftime("%Y-%m-%d %H:%M:%S")
+    micro = f"{value.microsecond:06d}"
+    frac = micro[:3] if micro[3:] == "000" else micro.rstrip("0")
+    return f"{text}.{frac}"
+
+
+def canon_text(value):
+    value = value.rstrip(" ")
+    return (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+            .replace("\r", "\\r"))
+
+
+def canon_cell(kind, value):
+    if value is None:
+        return "\\N"
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an integer, got {value!r}")
+        return str(value)
+    if kind == "decimal":
+        return canon_decimal(value)
+    if kind == "bit":
+        if isinstance(value, bool) or value in (0, 1):
+            return "1" if value else "0"
+        raise TypeError(f"expected a bit, got {value!r}")
+    if kind == "date":
+        if isinstance(value, datetime.datetime):
+            if value.time() == datetime.time(0, 0):
+                return value.strftime("%Y-%m-%d")
+            return canon_datetime(value)
+        if isinstance(value, datetime.date):
+            return value.strftime("%Y-%m-%d")
+        raise TypeError(f"expected a date, got {value!r}")
+    if kind == "datetime":
+        if isinstance(value, datetime.datetime):
+            return canon_datetime(value)
+        raise TypeError(f"expected a datetime, got {value!r}")
+    if kind == "text":
+        if isinstance(value, bytes):
+            raise TypeError(f"expected text, got bytes {value!r}")
+        if not isinstance(value, str):
+            raise TypeError(f"expected text, got {value!r}")
+        return canon_text(value)
+    raise ValueError(kind)
+
+
+class Checksum:
+    def __init__(self):
+        self.sha = hashlib.sha256()
+        self.rows = 0
+
+    def add(self, row):
+        if len(row) != len(KINDS):
+            raise ValueError(f"row has {len(row)} columns, expected {len(KINDS)}: {row!r}")
+        cells = [canon_cell(kind, value) for kind, value in zip(KINDS, row)]
+        self.sha.update(("\t".join(cells) + "\n").encode("utf-8"))
+        self.rows += 1
+
+    def line(self):
+        return f"rows={self.rows} sha256={self.sha.hexdigest()}"
+
+
+# --- pytds --------------------------------------------------------------------------------
+
+# pytds raises only the *last* server message (e.g. 18456 after 4060 for an unknown database),
+# so the messages of the failed request are recorded here before it raises.
+SEEN_MESSAGES = []
+
+
+def record_server_messages(pytds_module):
+    session_class = pytds_module.tds_session._TdsSession
+    original = session_class.raise_db_exception
+
+    def raise_db_exception(self):
+        SEEN_MESSAGES.extend((m["msgno"], m["severity"]) for m in self.messages)
+        return original(self)
+
+    session_class.raise_db_exception = raise_db_exception
+
+
+def server_errors(exc):
+    """Server error numbers (severity >= 11) of the failed request, in the order sent."""
+    numbers = []
+    for number, severity in SEEN_MESSAGES:
+        if severity >= 11 and number not in numbers:
+            numbers.append(number)
+    number = getattr(exc, "msg_no", None)
+    if not numbers and isinstance(number, int) and number > 0:
+        numbers.append(number)
+    return numbers
+
+
+def negotiated_tls(conn):
+    """none | login | full: what the PRELOGIN exchange settled (pytds internals)."""
+    login = conn._tds_socket._login
+    if login.tls_ctx is None:
+        return "none"
+    return {0: "login", 1: "full", 3: "full"}.get(login.server_enc_flag, "none")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--host", default="localhost")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--user", default="sync")
+    ap.add_argument("--password", default="sync")
+    ap.add_argument("--database", default="erp")
+    ap.add_argument("--encryption", choices=["none", "login", "full", "strict"], default="none")
+    ap.add_argument("--packet-size", type=int, default=4096)
+    ap.add_argument("--cafile", help="PEM file of the CA (the fake's --cert-out)")
+    ap.add_argument("--timeout", type=float, default=20, help="login and query timeout, s")
+    ap.add_argument("--autocommit", action="store_true", help="instead of the pytds default")
+    ap.add_argument("--query", default=QUERY)
+    args = ap.parse_args()
+
+    try:
+        import pytds
+    except ImportError as e:
+        print(f"pytds is not installed: {e}", file=sys.stderr)
+        return 1
+    record_server_messages(pytds)
+
+    kwargs = {}
+    if args.encryption == "strict":
+        print("unsupported=pytds has no TDS 8.0 / strict encryption")
+        return 4
+    if args.encryption in ("login", "full"):
+        if not args.cafile:
+            print("--encryption login|full needs --cafile", file=sys.stderr)
+            return 1
+        kwargs.update(cafile=args.cafile, validate_host=True,
+                      enc_login_only=(args.encryption == "login"))
+
+    checksum = Checksum()
+    try:
+        conn = pytds.connect(
+            server=args.host, port=args.port, user=args.user, password=args.password,
+            database=args.database, login_timeout=args.timeout, timeout=args.timeout,
+            blocksize=args.packet_size, autocommit=args.autocommit,
+            disable_connect_retry=True, appname="pytds_check", **kwargs)
+        try:
+            cur = conn.cursor()
+            cur.execute(args.query)
+            while True:
+                rows = cur.fetchmany(1000)
+                if not rows:
+                    break
+                for row in rows:
+                    checksum.add(row)
+            cur.close()
+            tls = negotiated_tls(conn)
+        finally:
+            conn.close()
+    except pytds.Error as e:
+        numbers = server_errors(e)
+        if numbers:
+            print(f"error={numbers[0]} errors={','.join(map(str, numbers))}")
+            print(f"pytds: {type(e).__name__}: {e}", file=sys.stderr)
+            return 2
+        print(f"pytds: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # TLS, socket, timeout, canonical-form type errors
+        print(f"pytds: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    print(f"{checksum.line()} tls={tls}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

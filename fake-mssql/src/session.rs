@@ -175,6 +175,12 @@ async fn handshake(tcp: TcpStream, shared: &Shared) -> io::Result<Option<(Transp
     ));
     writer.end_message(&mut transport).await?;
 
+    if !strict && answer == ENCRYPT_REQ && pre.encryption == ENCRYPT_NOT_SUP {
+        // Force Encryption and a client without TLS: SQL Server ends the connection rather
+        // than read a plaintext LOGIN7 (MS-TDS 2.2.6.5: client NOT_SUP, server REQ).
+        debug!("the client does not support TLS; this server requires it");
+        return Ok(None);
+    }
     let tls_wanted = !strict && answer != ENCRYPT_NOT_SUP && pre.encryption != ENCRYPT_NOT_SUP;
     if !tls_wanted {
         if answer == ENCRYPT_NOT_SUP && matches!(pre.encryption, ENCRYPT_ON | ENCRYPT_REQ) && !strict {
@@ -270,9 +276,9 @@ async fn log_in(
         Err(errors) => {
             debug!(user = %login.user, "login refused");
             for e in errors {
-                token::put_error(&mut out, e.number, e.state, e.class, &e.message, server);
+                token::put_error(&mut out, tds, &e, server);
             }
-            token::put_done(&mut out, DONE_ERROR, CMD_NONE, 0);
+            token::put_done(&mut out, tds, DONE_ERROR, CMD_NONE, 0);
             writer.put(&out);
             writer.end_message(transport).await?;
             return Ok(None);
@@ -285,10 +291,10 @@ async fn log_in(
     };
     let Some(database) = known_database(config, requested) else {
         let msg = format!("Cannot open database \"{requested}\" requested by the login. The login failed.");
-        token::put_error(&mut out, 4060, 1, 11, &msg, server);
+        token::put_error(&mut out, tds, &SqlError::new(4060, 11, msg), server);
         let msg = format!("Login failed for user '{user}'.");
-        token::put_error(&mut out, 18456, 1, 14, &msg, server);
-        token::put_done(&mut out, DONE_ERROR, CMD_NONE, 0);
+        token::put_error(&mut out, tds, &SqlError::new(18456, 14, msg), server);
+        token::put_done(&mut out, tds, DONE_ERROR, CMD_NONE, 0);
         writer.put(&out);
         writer.end_message(transport).await?;
         return Ok(None);
@@ -296,10 +302,10 @@ async fn log_in(
 
     token::put_envchange(&mut out, ENV_DATABASE, &database, "master");
     let msg = format!("Changed database context to '{database}'.");
-    token::put_info(&mut out, 5701, 2, 0, &msg, server);
+    token::put_info(&mut out, tds, 5701, 2, &msg, server);
     token::put_envchange_bytes(&mut out, ENV_COLLATION, &COLLATION, &[]);
     token::put_envchange(&mut out, ENV_LANGUAGE, "us_english", "");
-    token::put_info(&mut out, 5703, 1, 0, "Changed language setting to us_english.", server);
+    token::put_info(&mut out, tds, 5703, 1, "Changed language setting to us_english.", server);
     let fedauth = login.fedauth_token.is_some();
     if tds >= TdsVersion::V7_4 && (fedauth || login.utf8_support) {
         token::put_featureextack(&mut out, fedauth, login.utf8_support);
@@ -311,7 +317,7 @@ async fn log_in(
         &packet_size.to_string(),
         &packet::DEFAULT_PACKET_SIZE.to_string(),
     );
-    token::put_done(&mut out, DONE_FINAL, CMD_NONE, 0);
+    token::put_done(&mut out, tds, DONE_FINAL, CMD_NONE, 0);
     writer.put(&out);
     writer.end_message(transport).await?;
     Ok(Some(SessionInfo {
@@ -434,7 +440,8 @@ impl Conn {
                 packet::PKT_TRANSACTION => self.transaction(&msg.payload).await?,
                 packet::PKT_ATTENTION => {
                     // Nothing is running: acknowledge at once.
-                    token::put_done(&mut self.scratch_cleared(), DONE_ATTN, CMD_NONE, 0);
+                    self.scratch.clear();
+                    token::put_done(&mut self.scratch, self.info.tds_version, DONE_ATTN, CMD_NONE, 0);
                     self.send_scratch().await?;
                     Flow::Continue
                 }
@@ -442,7 +449,7 @@ impl Conn {
                     debug!(packet_type = other, "unsupported request");
                     let msg = format!("fake-mssql does not support TDS requests of type {other:#04x}.");
                     self.put_error(&SqlError::new(4002, 16, msg));
-                    token::put_done(&mut self.scratch, DONE_ERROR, CMD_NONE, 0);
+                    token::put_done(&mut self.scratch, self.info.tds_version, DONE_ERROR, CMD_NONE, 0);
                     self.send_scratch().await?;
                     Flow::Continue
                 }
@@ -452,11 +459,6 @@ impl Conn {
                 return Ok(());
             }
         }
-    }
-
-    fn scratch_cleared(&mut self) -> &mut Vec<u8> {
-        self.scratch.clear();
-        &mut self.scratch
     }
 
     /// Writes `scratch` into the current message.
@@ -472,14 +474,7 @@ impl Conn {
     }
 
     fn put_error(&mut self, e: &SqlError) {
-        token::put_error(
-            &mut self.scratch,
-            e.number,
-            e.state,
-            e.class,
-            &e.message,
-            &self.shared.config.server_name,
-        );
+        token::put_error(&mut self.scratch, self.info.tds_version, e, &self.shared.config.server_name);
     }
 
     async fn rpc(&mut self, payload: &[u8]) -> io::Result<Flow> {
@@ -527,7 +522,7 @@ impl Conn {
         self.scratch.clear();
         self.put_error(e);
         token::put_return_status(&mut self.scratch, 1);
-        token::put_done_proc(&mut self.scratch, DONE_ERROR, CMD_EXECUTE, 0);
+        token::put_done_proc(&mut self.scratch, self.info.tds_version, DONE_ERROR, CMD_EXECUTE, 0);
         self.send_scratch().await?;
         Ok(Flow::Continue)
     }
@@ -550,16 +545,16 @@ impl Conn {
         match outcome {
             Outcome::Close => return Ok(Flow::Close),
             Outcome::Cancelled => {
-                token::put_done(&mut self.scratch, DONE_ATTN, CMD_NONE, 0);
+                token::put_done(&mut self.scratch, self.info.tds_version, DONE_ATTN, CMD_NONE, 0);
             }
             Outcome::Failed | Outcome::Next => {
                 let error = if outcome == Outcome::Failed { DONE_ERROR } else { 0 };
                 match via {
-                    Via::Batch if !wrote_done => token::put_done(&mut self.scratch, error, CMD_NONE, 0),
+                    Via::Batch if !wrote_done => token::put_done(&mut self.scratch, self.info.tds_version, error, CMD_NONE, 0),
                     Via::Batch => {}
                     Via::Rpc => {
                         token::put_return_status(&mut self.scratch, i32::from(error != 0));
-                        token::put_done_proc(&mut self.scratch, error, CMD_EXECUTE, 0);
+                        token::put_done_proc(&mut self.scratch, self.info.tds_version, error, CMD_EXECUTE, 0);
                     }
                 }
             }
@@ -583,7 +578,7 @@ impl Conn {
                     let old = std::mem::replace(&mut self.info.database, db.clone());
                     token::put_envchange(&mut self.scratch, ENV_DATABASE, &db, &old);
                     let msg = format!("Changed database context to '{db}'.");
-                    token::put_info(&mut self.scratch, 5701, 1, 0, &msg, &server);
+                    token::put_info(&mut self.scratch, self.info.tds_version, 5701, 1, &msg, &server);
                     Ok((Outcome::Next, false))
                 }
                 None => {
@@ -671,10 +666,10 @@ impl Conn {
         debug!(number = e.number, message = %e.message, "statement failed");
         self.put_error(e);
         if via == Via::Batch {
-            token::put_done(&mut self.scratch, DONE_ERROR, CMD_SELECT, 0);
+            token::put_done(&mut self.scratch, self.info.tds_version, DONE_ERROR, CMD_SELECT, 0);
             return Ok((Outcome::Failed, true));
         }
-        token::put_done_in_proc(&mut self.scratch, DONE_ERROR | DONE_MORE, CMD_SELECT, 0);
+        token::put_done_in_proc(&mut self.scratch, self.info.tds_version, DONE_ERROR | DONE_MORE, CMD_SELECT, 0);
         Ok((Outcome::Failed, false))
     }
 
@@ -686,9 +681,9 @@ impl Conn {
         match via {
             Via::Batch => {
                 let more = if last { 0 } else { DONE_MORE };
-                token::put_done(&mut self.scratch, status | more | inxact, cmd, rows);
+                token::put_done(&mut self.scratch, self.info.tds_version, status | more | inxact, cmd, rows);
             }
-            Via::Rpc => token::put_done_in_proc(&mut self.scratch, status | DONE_MORE | inxact, cmd, rows),
+            Via::Rpc => token::put_done_in_proc(&mut self.scratch, self.info.tds_version, status | DONE_MORE | inxact, cmd, rows),
         }
     }
 
@@ -736,12 +731,12 @@ impl Conn {
             TransactionRequest::Other(ty) => {
                 let msg = format!("fake-mssql does not support transaction manager request {ty}.");
                 self.put_error(&SqlError::new(8525, 16, msg));
-                token::put_done(&mut self.scratch, DONE_ERROR, CMD_NONE, 0);
+                token::put_done(&mut self.scratch, self.info.tds_version, DONE_ERROR, CMD_NONE, 0);
                 self.send_scratch().await?;
                 return Ok(Flow::Continue);
             }
         }
-        token::put_done(&mut self.scratch, 0, CMD_NONE, 0);
+        token::put_done(&mut self.scratch, self.info.tds_version, 0, CMD_NONE, 0);
         self.send_scratch().await?;
         Ok(Flow::Continue)
     }

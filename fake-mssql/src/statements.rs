@@ -151,14 +151,18 @@ fn is_short_statement(current: &str) -> bool {
     is("SET") && words.len() >= 3 && !words[1].starts_with('@')
 }
 
+/// A name without its delimiters: `[a]]b]` → `a]b`, `"a""b"` → `a"b`, `'a''b'` → `a'b`.
 fn strip_name(name: &str) -> String {
     let name = name.trim();
-    let name = name
-        .strip_prefix('[')
-        .and_then(|n| n.strip_suffix(']'))
-        .or_else(|| name.strip_prefix('"').and_then(|n| n.strip_suffix('"')))
-        .unwrap_or(name);
-    name.replace("]]", "]")
+    let unquote = |open: char, close: char| {
+        let inner = name.strip_prefix(open)?.strip_suffix(close)?;
+        let doubled: String = [close, close].iter().collect();
+        Some(inner.replace(&doubled, &close.to_string()))
+    };
+    unquote('[', ']')
+        .or_else(|| unquote('"', '"'))
+        .or_else(|| unquote('\'', '\''))
+        .unwrap_or_else(|| name.to_owned())
 }
 
 /// Classifies one statement (as returned by [`split_batch`]).
@@ -228,8 +232,7 @@ fn scalar_item(item: &str) -> Option<(Scalar, String)> {
     }
     // alias = expr (not inside a string)
     if let Some(eq) = item.find('=')
-        && !item[..eq].contains('\'')
-        && !item[..eq].contains('(')
+        && is_alias(&item[..eq])
     {
         let alias = strip_name(&item[..eq]);
         return scalar(item[eq + 1..].trim()).map(|s| (s, alias));
@@ -244,11 +247,26 @@ fn scalar_item(item: &str) -> Option<(Scalar, String)> {
         Some(cut) if expr[cut..].eq_ignore_ascii_case(" as") => expr[..cut].trim_end(),
         _ => expr,
     };
-    let alias = strip_name(alias);
-    if alias.contains(['(', ')', '\'', '+', '-']) {
+    if !is_alias(alias) {
         return None;
     }
-    scalar(expr).map(|s| (s, alias))
+    scalar(expr).map(|s| (s, strip_name(alias)))
+}
+
+/// Whether `text` is a column alias: one identifier, bare (`ok`), bracketed (`[my name]`),
+/// double-quoted or a string literal (`'name'`). Anything else (`* FROM t WHERE 1 `) means the
+/// item is not a `SELECT` of server values.
+fn is_alias(text: &str) -> bool {
+    let t = text.trim();
+    let quoted = |open: char, close: char| {
+        t.len() >= 2 && t.starts_with(open) && t.ends_with(close) && !t[1..t.len() - 1].replace(close.to_string().repeat(2).as_str(), "").contains(close)
+    };
+    if quoted('[', ']') || quoted('"', '"') || quoted('\'', '\'') {
+        return true;
+    }
+    !t.is_empty()
+        && !t.starts_with(|c: char| c.is_ascii_digit() || c == '@')
+        && t.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '#' | '$'))
 }
 
 fn scalar(expr: &str) -> Option<Scalar> {
@@ -369,5 +387,22 @@ mod tests {
         );
         assert_eq!(classify("SELECT a FROM t"), Statement::Other("SELECT a FROM t"));
         assert_eq!(classify("SELECT 1 FROM t"), Statement::Other("SELECT 1 FROM t"));
+        // `=` in a WHERE clause is not an alias assignment.
+        for other in [
+            "SELECT * FROM dbo.nothing WHERE 1 = 1",
+            "SELECT 1 WHERE 1 = 0",
+            "SELECT a.b = 1",
+            "SELECT 1 x y",
+        ] {
+            assert_eq!(classify(other), Statement::Other(other), "{other}");
+        }
+        assert_eq!(
+            classify("SELECT [my col] = 1, \"q\" = 2, 'lit' = 3"),
+            Statement::Select(vec![
+                (Scalar::Int(1), "my col".into()),
+                (Scalar::Int(2), "q".into()),
+                (Scalar::Int(3), "lit".into()),
+            ])
+        );
     }
 }

@@ -2,6 +2,9 @@
 
 use bytes::BufMut;
 
+use crate::handler::SqlError;
+use crate::types::TdsVersion;
+
 const TOKEN_RETURNSTATUS: u8 = 0x79;
 const TOKEN_FEATUREEXTACK: u8 = 0xAE;
 const TOKEN_ERROR: u8 = 0xAA;
@@ -90,26 +93,34 @@ pub(crate) fn put_envchange_bytes(out: &mut Vec<u8>, ty: u8, new: &[u8], old: &[
     });
 }
 
-fn put_message(out: &mut Vec<u8>, token: u8, number: u32, state: u8, class: u8, message: &str, server: &str) {
+/// An ERROR or INFO token's body. The line number is a LONG from TDS 7.2 on, a USHORT in
+/// TDS 7.1 (MS-TDS 2.2.7.10, 2.2.7.13).
+fn put_message(out: &mut Vec<u8>, tds: TdsVersion, token: u8, e: &SqlError, server: &str) {
     put_length_prefixed(out, token, |b| {
-        b.extend_from_slice(&number.to_le_bytes());
-        b.push(state);
-        b.push(class);
-        put_us_varchar(b, message);
+        b.extend_from_slice(&e.number.to_le_bytes());
+        b.push(e.state);
+        b.push(e.class);
+        put_us_varchar(b, &e.message);
         put_b_varchar(b, server);
         put_b_varchar(b, ""); // procedure
-        b.extend_from_slice(&1u32.to_le_bytes()); // line
+        if tds.has_plp() {
+            b.extend_from_slice(&1u32.to_le_bytes()); // line
+        } else {
+            b.extend_from_slice(&1u16.to_le_bytes());
+        }
     });
 }
 
 /// An ERROR token.
-pub(crate) fn put_error(out: &mut Vec<u8>, number: u32, state: u8, class: u8, message: &str, server: &str) {
-    put_message(out, TOKEN_ERROR, number, state, class, message, server);
+pub(crate) fn put_error(out: &mut Vec<u8>, tds: TdsVersion, e: &SqlError, server: &str) {
+    put_message(out, tds, TOKEN_ERROR, e, server);
 }
 
-/// An INFO token (class 0 to 10).
-pub(crate) fn put_info(out: &mut Vec<u8>, number: u32, state: u8, class: u8, message: &str, server: &str) {
-    put_message(out, TOKEN_INFO, number, state, class, message, server);
+/// An INFO token (class 0).
+pub(crate) fn put_info(out: &mut Vec<u8>, tds: TdsVersion, number: u32, state: u8, message: &str, server: &str) {
+    let mut info = SqlError::new(number, 0, message);
+    info.state = state;
+    put_message(out, tds, TOKEN_INFO, &info, server);
 }
 
 /// FEATUREEXTACK acknowledging FEDAUTH (no nonce, no signature) and, if asked, UTF8_SUPPORT.
@@ -127,23 +138,29 @@ pub(crate) fn put_featureextack(out: &mut Vec<u8>, fedauth: bool, utf8: bool) {
     out.push(0xFF);
 }
 
-fn put_done_token(out: &mut impl BufMut, token: u8, status: u16, cur_cmd: u16, rows: u64) {
+/// DONE, DONEPROC or DONEINPROC. The row count is a ULONGLONG from TDS 7.2 on, a 4-byte LONG
+/// in TDS 7.1 (MS-TDS 2.2.7.6): a 7.1 client reading 8 bytes would lose its place in the stream.
+fn put_done_token(out: &mut impl BufMut, tds: TdsVersion, token: u8, status: u16, cur_cmd: u16, rows: u64) {
     out.put_u8(token);
     out.put_u16_le(status);
     out.put_u16_le(cur_cmd);
-    out.put_u64_le(rows);
+    if tds.has_plp() {
+        out.put_u64_le(rows);
+    } else {
+        out.put_u32_le(u32::try_from(rows).unwrap_or(u32::MAX));
+    }
 }
 
-pub(crate) fn put_done(out: &mut impl BufMut, status: u16, cur_cmd: u16, rows: u64) {
-    put_done_token(out, TOKEN_DONE, status, cur_cmd, rows);
+pub(crate) fn put_done(out: &mut impl BufMut, tds: TdsVersion, status: u16, cur_cmd: u16, rows: u64) {
+    put_done_token(out, tds, TOKEN_DONE, status, cur_cmd, rows);
 }
 
-pub(crate) fn put_done_proc(out: &mut impl BufMut, status: u16, cur_cmd: u16, rows: u64) {
-    put_done_token(out, TOKEN_DONEPROC, status, cur_cmd, rows);
+pub(crate) fn put_done_proc(out: &mut impl BufMut, tds: TdsVersion, status: u16, cur_cmd: u16, rows: u64) {
+    put_done_token(out, tds, TOKEN_DONEPROC, status, cur_cmd, rows);
 }
 
-pub(crate) fn put_done_in_proc(out: &mut impl BufMut, status: u16, cur_cmd: u16, rows: u64) {
-    put_done_token(out, TOKEN_DONEINPROC, status, cur_cmd, rows);
+pub(crate) fn put_done_in_proc(out: &mut impl BufMut, tds: TdsVersion, status: u16, cur_cmd: u16, rows: u64) {
+    put_done_token(out, tds, TOKEN_DONEINPROC, status, cur_cmd, rows);
 }
 
 pub(crate) fn put_return_status(out: &mut impl BufMut, status: i32) {

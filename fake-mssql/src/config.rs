@@ -1,4 +1,5 @@
-//! How the server is set up: encryption, certificate, logins, instance, faults.
+//! How the server is set up: encryption, certificate, logins (SQL, Entra ID token, Windows),
+//! instance, faults.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -53,7 +54,7 @@ impl fmt::Display for Encryption {
 ///
 /// | spelling        | effect |
 /// |-----------------|--------|
-/// | `login`         | every login is refused with error 18456 |
+/// | `login`         | every login (SQL, token or Windows) is refused with error 18456 |
 /// | `tls`           | the TLS handshake is aborted (the connection closes after the ClientHello) |
 /// | `sql`           | every statement given to the handler fails with error 50000 (`SELECT 1` still works) |
 /// | `drop-after:N`  | column metadata and `N` rows are sent, then the TCP connection is closed without `DONE` |
@@ -163,6 +164,8 @@ pub struct ServerConfig {
     pub(crate) password: String,
     pub(crate) database: String,
     pub(crate) access_token: Option<String>,
+    #[cfg(feature = "windows-auth")]
+    pub(crate) windows: Option<crate::ntlm::WindowsAccount>,
     pub(crate) fault: Option<Fault>,
     pub(crate) instance: Option<String>,
     pub(crate) browser_listen: Option<SocketAddr>,
@@ -179,6 +182,8 @@ impl Default for ServerConfig {
             password: "sync".into(),
             database: "erp".into(),
             access_token: None,
+            #[cfg(feature = "windows-auth")]
+            windows: None,
             fault: None,
             instance: None,
             browser_listen: None,
@@ -225,6 +230,31 @@ impl ServerConfig {
         self
     }
 
+    /// Also accept this Windows login (integrated security, `Integrated Security=SSPI`), as
+    /// SQL Server does for a domain account: `user` is `DOMAIN\user` (or a bare `user`, a
+    /// local account of the server, which SQL Server names `SERVER\user`).
+    ///
+    /// The client authenticates with NTLM carried in SSPI tokens (MS-TDS 3.2.5.1): its LOGIN7
+    /// carries the NTLM NEGOTIATE, the server answers with an SSPI token holding the CHALLENGE,
+    /// the client sends the AUTHENTICATE, and the server verifies its NTLMv2 response itself
+    /// against `password` — there is no domain controller. User and domain compare
+    /// case-insensitively. A wrong user or password is refused with error 18456 ("Login
+    /// failed for user 'DOMAIN\user'."), a token the server cannot use (Kerberos, SPNEGO,
+    /// NTLMv1) with 18452; without this setting every integrated login gets 18452. The
+    /// handler sees the session's user as `DOMAIN\user`.
+    ///
+    /// Needs the `windows-auth` feature (on by default).
+    ///
+    /// ```
+    /// let config = fake_mssql::ServerConfig::default().windows_login(r"CORP\alice", "Secret1!");
+    /// assert_eq!(config.get_windows_user().as_deref(), Some(r"CORP\alice"));
+    /// ```
+    #[cfg(feature = "windows-auth")]
+    pub fn windows_login(mut self, user: impl AsRef<str>, password: impl Into<String>) -> Self {
+        self.windows = Some(crate::ntlm::WindowsAccount::parse(user.as_ref(), password.into()));
+        self
+    }
+
     /// Inject a fault.
     pub fn fault(mut self, fault: Option<Fault>) -> Self {
         self.fault = fault;
@@ -258,6 +288,12 @@ impl ServerConfig {
     /// The SQL login's password.
     pub fn get_password(&self) -> &str {
         &self.password
+    }
+
+    /// The Windows login accepted, as `DOMAIN\user` (see [`windows_login`](Self::windows_login)).
+    #[cfg(feature = "windows-auth")]
+    pub fn get_windows_user(&self) -> Option<String> {
+        self.windows.as_ref().map(|w| w.login_name(&self.server_name))
     }
 
     /// The default database.

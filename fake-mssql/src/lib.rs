@@ -1,6 +1,6 @@
 //! A fake Microsoft SQL Server for tests: it speaks the TDS wire protocol as SQL Server does
-//! (PRELOGIN, TLS inside PRELOGIN or TDS 8.0 strict TLS, LOGIN7 with SQL logins and Entra ID
-//! tokens, SQL batches, `sp_executesql` RPCs, transactions, ATTENTION, SQL Server Browser) and
+//! (PRELOGIN, TLS inside PRELOGIN or TDS 8.0 strict TLS, LOGIN7 with SQL logins, Entra ID
+//! tokens and Windows logins over NTLM, SQL batches, `sp_executesql` RPCs, transactions, ATTENTION, SQL Server Browser) and
 //! answers your tables' queries through a [`Handler`] you implement. Result sets stream in
 //! constant memory, however large.
 //!
@@ -34,11 +34,27 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Logins: one SQL login ([`ServerConfig::login`], default `sync` / `sync`), optionally an Entra
+//! ID access token ([`ServerConfig::access_token`]) and a Windows login
+//! ([`ServerConfig::windows_login`], `DOMAIN\user`): integrated security with NTLM in SSPI
+//! tokens (MS-TDS 3.2.5.1), the client's NTLMv2 response verified by the server itself, as a
+//! domain controller would for SQL Server. tiberius reaches it with its `sspi-rs` feature
+//! (`Integrated Security=SSPI;User ID=DOMAIN\user;Password=…`), FreeTDS with a `DOMAIN\user`
+//! user name. Kerberos is not supported.
+//!
 //! Faults ([`Fault`]) make it refuse logins, abort TLS, fail, drop or stall mid-result.
+//!
+//! # Features
+//!
+//! - `windows-auth` (default): Windows logins ([`ServerConfig::windows_login`]). It adds the
+//!   small `md4` and `md-5` hash crates; without it every integrated-security login is refused
+//!   with error 18452, as by a SQL Server that does not trust the client's domain.
 
 mod browser;
 mod config;
 mod handler;
+#[cfg(feature = "windows-auth")]
+mod ntlm;
 mod server;
 mod session;
 mod statements;

@@ -96,6 +96,7 @@ async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, spid: u16) -
         shared,
         info,
         nocount: false,
+        fmtonly: false,
         trancount: 0,
         next_tran: 1,
     };
@@ -271,10 +272,21 @@ async fn log_in(
     let mut out = Vec::with_capacity(512);
     let mut writer = PacketWriter::new(packet_size, spid);
 
-    let user = match authenticate(login, config) {
+    let verdict = if login.integrated_security {
+        match windows_login(transport, &mut writer, login, config).await? {
+            Some(verdict) => verdict,
+            None => {
+                debug!("the client left during the SSPI exchange");
+                return Ok(None);
+            }
+        }
+    } else {
+        authenticate(login, config)
+    };
+    let user = match verdict {
         Ok(user) => user,
         Err(errors) => {
-            debug!(user = %login.user, "login refused");
+            debug!(user = %login.user, integrated = login.integrated_security, "login refused");
             for e in errors {
                 token::put_error(&mut out, tds, &e, server);
             }
@@ -333,13 +345,91 @@ async fn log_in(
     }))
 }
 
-/// The user a login authenticates as, or the errors SQL Server sends.
-fn authenticate(login: &Login7, config: &crate::ServerConfig) -> Result<String, Vec<SqlError>> {
-    let failed = |user: &str, state: u8| {
-        let mut e = SqlError::new(18456, 14, format!("Login failed for user '{user}'."));
-        e.state = state;
-        vec![e]
+/// SQL Server's answer to an integrated-security login it cannot use.
+fn untrusted_domain() -> Vec<SqlError> {
+    vec![SqlError::new(
+        18452,
+        14,
+        "Login failed. The login is from an untrusted domain and cannot be used with Integrated authentication.",
+    )]
+}
+
+fn login_failed(user: &str, state: u8) -> Vec<SqlError> {
+    let mut e = SqlError::new(18456, 14, format!("Login failed for user '{user}'."));
+    e.state = state;
+    vec![e]
+}
+
+/// A Windows login (integrated security): the SSPI exchange after LOGIN7 (MS-TDS 3.2.5.1).
+/// LOGIN7 carried the client's NTLM NEGOTIATE; the server answers with an SSPI token holding
+/// the CHALLENGE, the client sends the AUTHENTICATE in an SSPI message (tiberius and FreeTDS
+/// label it LOGIN7; both are accepted), and the server verifies it. `None` if the client left.
+#[cfg(feature = "windows-auth")]
+async fn windows_login(
+    transport: &mut Transport,
+    writer: &mut PacketWriter,
+    login: &Login7,
+    config: &crate::ServerConfig,
+) -> io::Result<Option<Result<String, Vec<SqlError>>>> {
+    use crate::ntlm::{Failure, ServerContext};
+
+    let Some(account) = &config.windows else {
+        debug!("integrated security, but no Windows login is configured");
+        return Ok(Some(Err(untrusted_domain())));
     };
+    let server = config.server_name.as_str();
+    let refuse = |failure: Failure| {
+        debug!(?failure, "Windows login refused");
+        match failure {
+            Failure::Handshake(_) => untrusted_domain(),
+            Failure::Anonymous => login_failed("NT AUTHORITY\\ANONYMOUS LOGON", 5),
+            Failure::UnknownUser { claimed } => login_failed(&claimed, 5),
+            Failure::WrongPassword { claimed } => login_failed(&claimed, 8),
+        }
+    };
+    let (context, challenge) = match ServerContext::challenge(&login.sspi, server, account.domain.as_deref()) {
+        Ok(answer) => answer,
+        Err(failure) => return Ok(Some(Err(refuse(failure)))),
+    };
+    let mut out = Vec::with_capacity(challenge.len() + 3);
+    token::put_sspi(&mut out, &challenge);
+    writer.put(&out);
+    writer.end_message(transport).await?;
+
+    let Some(msg) = packet::read_message(transport).await? else {
+        return Ok(None);
+    };
+    if msg.ty != packet::PKT_SSPI && msg.ty != packet::PKT_LOGIN7 {
+        return Err(packet::invalid(format!(
+            "expected an SSPI message, got packet type {:#04x}",
+            msg.ty
+        )));
+    }
+    Ok(Some(match context.authenticate(&msg.payload, account, server) {
+        Ok(name) if config.fault == Some(Fault::Login) => Err(login_failed(&name, 1)),
+        Ok(name) => {
+            debug!(user = %name, "Windows login verified (NTLMv2)");
+            Ok(name)
+        }
+        Err(failure) => Err(refuse(failure)),
+    }))
+}
+
+/// Without the `windows-auth` feature every integrated-security login is refused.
+#[cfg(not(feature = "windows-auth"))]
+async fn windows_login(
+    _transport: &mut Transport,
+    _writer: &mut PacketWriter,
+    _login: &Login7,
+    _config: &crate::ServerConfig,
+) -> io::Result<Option<Result<String, Vec<SqlError>>>> {
+    debug!("integrated security, but fake-mssql was built without the windows-auth feature");
+    Ok(Some(Err(untrusted_domain())))
+}
+
+/// The user a SQL or token login authenticates as, or the errors SQL Server sends.
+fn authenticate(login: &Login7, config: &crate::ServerConfig) -> Result<String, Vec<SqlError>> {
+    let failed = login_failed;
     if config.fault == Some(Fault::Login) {
         return Err(failed(&login.user, 1));
     }
@@ -352,13 +442,6 @@ fn authenticate(login: &Login7, config: &crate::ServerConfig) -> Result<String, 
     if let Some(library) = login.fedauth_other_library {
         debug!(library, "FEDAUTH with a library other than a security token");
         return Err(failed("<token-identified principal>", 1));
-    }
-    if login.integrated_security {
-        return Err(vec![SqlError::new(
-            18452,
-            14,
-            "Login failed. The login is from an untrusted domain and cannot be used with Integrated authentication.",
-        )]);
     }
     if !login.user.eq_ignore_ascii_case(&config.user) {
         return Err(failed(&login.user, 5));
@@ -417,6 +500,8 @@ struct Conn {
     shared: Arc<Shared>,
     info: SessionInfo,
     nocount: bool,
+    /// `SET FMTONLY ON`: results are sent without rows.
+    fmtonly: bool,
     trancount: u32,
     next_tran: u64,
 }
@@ -567,9 +652,12 @@ impl Conn {
     async fn statement(&mut self, sql: &str, params: &[Param], via: Via, last: bool) -> io::Result<(Outcome, bool)> {
         let server = self.shared.config.server_name.clone();
         match statements::classify(sql) {
-            Statement::Set { nocount } => {
+            Statement::Set { nocount, fmtonly } => {
                 if let Some(on) = nocount {
                     self.nocount = on;
+                }
+                if let Some(on) = fmtonly {
+                    self.fmtonly = on;
                 }
                 Ok((Outcome::Next, false))
             }
@@ -816,9 +904,14 @@ impl Conn {
         last: bool,
         from_handler: bool,
     ) -> io::Result<(Outcome, bool)> {
-        let fault = if from_handler { self.shared.config.fault } else { None };
+        let fault = if from_handler && !self.fmtonly {
+            self.shared.config.fault
+        } else {
+            None
+        };
         let limit = match fault {
             Some(Fault::DropAfter(n) | Fault::StallAfter(n)) => n,
+            _ if self.fmtonly => 0,
             _ => u64::MAX,
         };
         let mut encoder = RowEncoder::new(&rs.columns, self.info.tds_version);

@@ -5,8 +5,12 @@
 /// One statement of a batch, classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Statement<'a> {
-    /// `SET …`; `nocount` when it is `SET NOCOUNT ON|OFF`.
-    Set { nocount: Option<bool> },
+    /// `SET …`; `nocount` for `SET NOCOUNT ON|OFF`, `fmtonly` for `SET FMTONLY ON|OFF`
+    /// (results without rows: what freebcp asks before a `queryout`).
+    Set {
+        nocount: Option<bool>,
+        fmtonly: Option<bool>,
+    },
     /// `USE database`.
     Use(String),
     /// `BEGIN TRAN[SACTION]`.
@@ -99,7 +103,7 @@ pub(crate) fn split_batch(sql: &str) -> Vec<&str> {
                     .map_or(bytes.len(), |n| i + n);
                 let word = &sql[i..word_end];
                 let current = sql[start..i].trim_start();
-                if !current.is_empty() && starts_statement(word) && is_short_statement(current) {
+                if !current.is_empty() && splits_before(current, word) {
                     push_split(&mut out, &sql[start..i]);
                     start = i;
                 }
@@ -151,6 +155,23 @@ fn is_short_statement(current: &str) -> bool {
     is("SET") && words.len() >= 3 && !words[1].starts_with('@')
 }
 
+/// Whether `word` starts a new statement after `current` (also `SET` after a query:
+/// `SET FMTONLY ON SELECT … SET FMTONLY OFF`, as freebcp sends; only `UPDATE` and `MERGE`
+/// have a `SET` clause).
+fn splits_before(current: &str, word: &str) -> bool {
+    if !starts_statement(word) {
+        return false;
+    }
+    if is_short_statement(current) {
+        return true;
+    }
+    let first = current.split_whitespace().next().unwrap_or_default();
+    word.eq_ignore_ascii_case("SET")
+        && !["UPDATE", "MERGE", "SET", "DECLARE"]
+            .iter()
+            .any(|k| first.eq_ignore_ascii_case(k))
+}
+
 /// A name without its delimiters: `[a]]b]` → `a]b`, `"a""b"` → `a"b`, `'a''b'` → `a'b`.
 fn strip_name(name: &str) -> String {
     let name = name.trim();
@@ -172,7 +193,8 @@ pub(crate) fn classify(stmt: &str) -> Statement<'_> {
     match word(0).as_str() {
         "SET" => {
             let nocount = (word(1) == "NOCOUNT").then(|| word(2) == "ON");
-            Statement::Set { nocount }
+            let fmtonly = (word(1) == "FMTONLY").then(|| word(2) == "ON");
+            Statement::Set { nocount, fmtonly }
         }
         "USE" if words.len() == 2 => Statement::Use(strip_name(words[1])),
         "BEGIN" if matches!(word(1).as_str(), "TRAN" | "TRANSACTION") => Statement::BeginTran,
@@ -343,6 +365,14 @@ mod tests {
         );
         assert_eq!(split_batch("USE [erp] SELECT 1"), vec!["USE [erp]", "SELECT 1"]);
         assert_eq!(
+            split_batch("SET FMTONLY ON select a from t SET FMTONLY OFF"),
+            vec!["SET FMTONLY ON", "select a from t", "SET FMTONLY OFF"]
+        );
+        assert_eq!(
+            split_batch("UPDATE t SET a = 1 WHERE b = 2"),
+            vec!["UPDATE t SET a = 1 WHERE b = 2"]
+        );
+        assert_eq!(
             split_batch("SET TRANSACTION ISOLATION LEVEL READ COMMITTED"),
             vec!["SET TRANSACTION ISOLATION LEVEL READ COMMITTED"]
         );
@@ -354,8 +384,27 @@ mod tests {
 
     #[test]
     fn classifies_session_statements() {
-        assert_eq!(classify("SET NOCOUNT ON"), Statement::Set { nocount: Some(true) });
-        assert_eq!(classify("set textsize 100"), Statement::Set { nocount: None });
+        assert_eq!(
+            classify("SET NOCOUNT ON"),
+            Statement::Set {
+                nocount: Some(true),
+                fmtonly: None
+            }
+        );
+        assert_eq!(
+            classify("SET FMTONLY ON"),
+            Statement::Set {
+                nocount: None,
+                fmtonly: Some(true)
+            }
+        );
+        assert_eq!(
+            classify("set textsize 100"),
+            Statement::Set {
+                nocount: None,
+                fmtonly: None
+            }
+        );
         assert_eq!(classify("USE [erp]"), Statement::Use("erp".into()));
         assert_eq!(classify("BEGIN TRANSACTION"), Statement::BeginTran);
         assert_eq!(

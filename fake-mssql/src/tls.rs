@@ -129,8 +129,15 @@ impl Identity {
     /// rustls configuration for TDS 7.x (TLS inside PRELOGIN) or, with `strict`, TDS 8.0.
     pub(crate) fn server_config(&self, strict: bool) -> Result<Arc<ServerConfig>, CertificateError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // SQL Server offers TLS 1.3 only with TDS 8.0; inside PRELOGIN it speaks TLS 1.2
+        // (FreeTDS with GnuTLS breaks on 1.3 there).
+        let versions: &[&rustls::SupportedProtocolVersion] = if strict {
+            &[&rustls::version::TLS13, &rustls::version::TLS12]
+        } else {
+            &[&rustls::version::TLS12]
+        };
         let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
+            .with_protocol_versions(versions)?
             .with_no_client_auth()
             .with_single_cert(self.certs.clone(), self.key.clone_key())?;
         // Tickets would be written after the handshake, when a login-only client has

@@ -122,7 +122,8 @@ fn sync_exits_0_on_success_and_1_on_error_without_printing_secrets() {
     erp.wait().ok();
 
     let (mut bad, url) = fake_erp(&dir, &["--fail", "login"]);
-    let url = url.replace("password=sync", "password=S3cret-Pa55");
+    let url = url.replace("Password=sync", "Password=S3cret-Pa55");
+    assert!(url.contains("S3cret-Pa55"), "{url}");
     let out = run(cmd(&dir)
         .arg("sync")
         .env("MSSQL_URL", &url)

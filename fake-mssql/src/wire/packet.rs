@@ -16,6 +16,8 @@ pub(crate) const PKT_REPLY: u8 = 0x04;
 pub(crate) const PKT_ATTENTION: u8 = 0x06;
 pub(crate) const PKT_TRANSACTION: u8 = 0x0E;
 pub(crate) const PKT_LOGIN7: u8 = 0x10;
+/// SSPI message: the client's next authentication token (Windows logins).
+pub(crate) const PKT_SSPI: u8 = 0x11;
 pub(crate) const PKT_PRELOGIN: u8 = 0x12;
 
 /// Client packet types we recognise (batch, pre-7 login, RPC, attention, bulk load,

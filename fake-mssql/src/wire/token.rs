@@ -11,6 +11,7 @@ const TOKEN_ERROR: u8 = 0xAA;
 const TOKEN_INFO: u8 = 0xAB;
 const TOKEN_LOGINACK: u8 = 0xAD;
 const TOKEN_ENVCHANGE: u8 = 0xE3;
+const TOKEN_SSPI: u8 = 0xED;
 const TOKEN_DONE: u8 = 0xFD;
 const TOKEN_DONEPROC: u8 = 0xFE;
 const TOKEN_DONEINPROC: u8 = 0xFF;
@@ -121,6 +122,11 @@ pub(crate) fn put_info(out: &mut Vec<u8>, tds: TdsVersion, number: u32, state: u
     let mut info = SqlError::new(number, 0, message);
     info.state = state;
     put_message(out, tds, TOKEN_INFO, &info, server);
+}
+
+/// SSPI (MS-TDS 2.2.7.22): the server's authentication token, e.g. the NTLM CHALLENGE.
+pub(crate) fn put_sspi(out: &mut Vec<u8>, data: &[u8]) {
+    put_length_prefixed(out, TOKEN_SSPI, |b| b.extend_from_slice(data));
 }
 
 /// FEATUREEXTACK acknowledging FEDAUTH (no nonce, no signature) and, if asked, UTF8_SUPPORT.

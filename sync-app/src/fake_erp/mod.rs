@@ -4,7 +4,8 @@
 //!
 //! Any SQL text containing `openorders` is answered with the view's rows, generated on the
 //! fly from a deterministic generator ([`order_lines`]) and streamed in constant memory
-//! however many are asked for; the server itself answers session statements (`SET`,
+//! however many are asked for — the columns its select list names (by name, qualified or
+//! bracketed, with aliases, or `*`; an unknown name is error 207); the server itself answers session statements (`SET`,
 //! `SELECT 1`, `SELECT @@VERSION`, …); anything else fails with error 208 as SQL Server
 //! would. The view comes in two [`Schema`]s holding the same values.
 //!
@@ -173,12 +174,18 @@ impl fake_mssql::Handler for OpenOrdersView {
         let generation = if config.evolve { served_before } else { 0 };
         debug!(generation, schema = %config.schema, "open-orders query");
         let quirks = Quirks::for_failure(config.fail);
+        let all = orders::columns(config.schema, quirks);
+        let projection = match orders::projection(query.sql, &all) {
+            Ok(p) => p,
+            Err(e) => return Reply::Error(e),
+        };
         Reply::Rows(ResultSet::new(
-            orders::columns(config.schema, quirks),
+            projection.columns(&all),
             orders::OrderRows {
                 lines: LineSpecs::new(config.seed, generation, config.orders),
                 schema: config.schema,
                 quirks,
+                projection,
                 index: 0,
             },
         ))

@@ -4,9 +4,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use fake_mssql::{Collation, Column, RowSource, RowWriter, SqlType};
+use fake_mssql::{Collation, Column, RowSource, RowWriter, SqlError, SqlType, Value};
+use rust_decimal::Decimal;
 
-use super::data::{Catalog, LineSpec, LineSpecs, OPEN_ORDERS_COLUMNS, catalog};
+use super::data::{Catalog, LineSpec, LineSpecs, OPEN_ORDERS_COLUMNS, OrderLine, catalog};
 use super::failure::Quirks;
 
 const PRICE_PRECISION: u8 = 19;
@@ -144,10 +145,113 @@ pub(crate) fn columns(schema: Schema, quirks: Quirks) -> Vec<Column> {
         })
         .collect();
     if schema == Schema::Classic {
-        out.insert(0, Column::new("row_guid", SqlType::UniqueIdentifier));
+        out.push(Column::new("row_guid", SqlType::UniqueIdentifier));
         out.push(Column::new("notes", SqlType::NVarChar { len: None }).nullable());
     }
     out
+}
+
+/// Which of the view's columns a query asks for, in which order, under which names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Projection {
+    /// The first `n` columns in the view's order (the documented 19, or all with `*`):
+    /// the fast path.
+    Prefix(usize),
+    /// Any other selection: (index into the view's columns, output name).
+    Columns(Vec<(usize, String)>),
+}
+
+impl Projection {
+    /// The result's columns.
+    pub(crate) fn columns(&self, all: &[Column]) -> Vec<Column> {
+        match self {
+            Projection::Prefix(n) => all[..*n].to_vec(),
+            Projection::Columns(list) => list
+                .iter()
+                .map(|(i, name)| Column {
+                    name: name.clone().into(),
+                    ..all[*i].clone()
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Reads the select list of a query on the view: column names (bracketed or qualified),
+/// optional aliases, or `*`. A name the view does not have is error 207, as in SQL Server;
+/// expressions are refused (the fake ERP does not evaluate SQL).
+pub(crate) fn projection(sql: &str, all: &[Column]) -> Result<Projection, SqlError> {
+    let lower = sql.to_ascii_lowercase();
+    let start = lower.find("select").map(|i| i + "select".len());
+    let end = lower.match_indices("from").map(|(i, _)| i).find(|&i| {
+        let before = lower[..i].chars().next_back();
+        let after = lower[i + 4..].chars().next();
+        before.is_some_and(char::is_whitespace) && after.is_some_and(char::is_whitespace)
+    });
+    let (Some(start), Some(end)) = (start, end) else {
+        return Ok(Projection::Prefix(all.len()));
+    };
+    if end < start {
+        return Ok(Projection::Prefix(all.len()));
+    }
+    let mut list = sql[start..end].trim();
+    // TOP (n) / TOP n
+    if list.len() > 4 && list[..4].eq_ignore_ascii_case("top ") {
+        let rest = list[4..].trim_start();
+        let skip = if rest.starts_with('(') {
+            rest.find(')').map_or(rest.len(), |i| i + 1)
+        } else {
+            rest.find(char::is_whitespace).unwrap_or(rest.len())
+        };
+        list = rest[skip..].trim_start();
+    }
+    let find = |name: &str| {
+        let bare = name.rsplit('.').next().unwrap_or(name);
+        let bare = bare.trim_matches(|c| c == '[' || c == ']' || c == '"');
+        all.iter().position(|c| c.name.eq_ignore_ascii_case(bare))
+            .ok_or_else(|| SqlError::new(207, 16, format!("Invalid column name '{bare}'.")))
+    };
+    let mut selected = Vec::new();
+    for item in list.split(',') {
+        let words: Vec<&str> = item.split_whitespace().collect();
+        let (name, alias) = match words.as_slice() {
+            [name] => (*name, None),
+            [name, alias] => (*name, Some(*alias)),
+            [name, as_kw, alias] if as_kw.eq_ignore_ascii_case("as") => (*name, Some(*alias)),
+            _ => {
+                return Err(SqlError::new(
+                    50_000,
+                    16,
+                    format!("The fake ERP reads column names only, not expressions: '{}'.", item.trim()),
+                ));
+            }
+        };
+        if name.contains('(') {
+            return Err(SqlError::new(
+                50_000,
+                16,
+                format!("The fake ERP reads column names only, not expressions: '{}'.", item.trim()),
+            ));
+        }
+        if name == "*" || name.ends_with(".*") {
+            selected.extend(all.iter().enumerate().map(|(i, c)| (i, c.name.to_string())));
+            continue;
+        }
+        let index = find(name)?;
+        let output = alias
+            .map(|a| a.trim_matches(|c| c == '[' || c == ']' || c == '"').to_owned())
+            .unwrap_or_else(|| all[index].name.to_string());
+        selected.push((index, output));
+    }
+    let is_prefix = selected
+        .iter()
+        .enumerate()
+        .all(|(i, (index, name))| *index == i && all[i].name == name.as_str());
+    Ok(if is_prefix {
+        Projection::Prefix(selected.len())
+    } else {
+        Projection::Columns(selected)
+    })
 }
 
 /// Formats a scale-4 decimal as ASCII, e.g. `12.5000`.
@@ -179,6 +283,7 @@ pub(crate) struct OrderRows {
     pub(crate) lines: LineSpecs,
     pub(crate) schema: Schema,
     pub(crate) quirks: Quirks,
+    pub(crate) projection: Projection,
     pub(crate) index: u64,
 }
 
@@ -187,13 +292,74 @@ impl RowSource for OrderRows {
         let Some(line) = self.lines.next() else {
             return false;
         };
-        match self.schema {
-            Schema::Modern => modern_row(row, catalog(), &line, self.index, self.quirks),
-            Schema::Classic => classic_row(row, catalog(), &line, self.index, self.quirks),
+        match (&self.projection, self.schema) {
+            (Projection::Prefix(_), Schema::Modern) => modern_row(row, catalog(), &line, self.index, self.quirks),
+            (Projection::Prefix(n), Schema::Classic) => {
+                classic_row(row, catalog(), &line, self.index, self.quirks, *n > OPEN_ORDERS_COLUMNS.len())
+            }
+            (Projection::Columns(list), schema) => {
+                let values = row_values(schema, &line, self.index, self.quirks);
+                for (i, _) in list {
+                    row.value(&values[*i]);
+                }
+            }
         }
         self.index += 1;
         true
     }
+}
+
+/// Every column of a row as values (the slow path, for selections other than the view's
+/// own column order).
+fn row_values(schema: Schema, line: &LineSpec, index: u64, quirks: Quirks) -> Vec<Value> {
+    let l: OrderLine = line.to_order_line();
+    let dec = |d: Decimal| Value::Decimal {
+        mantissa: d.mantissa(),
+        scale: d.scale() as u8,
+    };
+    let opt_date = |d: Option<chrono::NaiveDate>| d.map_or(Value::Null, Value::Date);
+    let opt_text = |t: Option<String>| t.map_or(Value::Null, Value::String);
+    let mut v = vec![
+        Value::Int(l.order_no),
+        Value::Int(i64::from(l.line_no)),
+        Value::Date(l.order_date),
+        if quirks.null_at == Some(index) {
+            Value::Null
+        } else {
+            Value::String(l.customer_code)
+        },
+        Value::String(l.customer_name),
+        Value::String(l.item_code),
+        opt_text(l.item_description),
+        dec(l.qty_ordered),
+        dec(l.qty_shipped),
+        if quirks.wrong_type {
+            let mut buf = [0u8; 32];
+            Value::String(format_scale4(line.qty_open(), &mut buf).to_owned())
+        } else {
+            dec(l.qty_open)
+        },
+        match quirks.overflow_at {
+            Some(n) if n == index => Value::Decimal {
+                mantissa: 10i128.pow(34),
+                scale: 4,
+            },
+            _ => dec(l.unit_price),
+        },
+        dec(l.line_amount),
+        Value::String(l.currency),
+        opt_date(l.requested_date),
+        opt_date(l.promised_date),
+        opt_text(l.warehouse),
+        Value::String(l.status),
+        Value::Bit(l.rush),
+        Value::DateTime(l.modified_at),
+    ];
+    if schema == Schema::Classic {
+        v.push(Value::Guid(row_guid(line.order_no, line.line_no)));
+        v.push(notes(line).map_or(Value::Null, Value::String));
+    }
+    v
 }
 
 /// The columns both schemas write the same way (quantities and the quirks).
@@ -249,10 +415,9 @@ fn modern_row(row: &mut RowWriter<'_>, cat: &Catalog, line: &LineSpec, index: u6
     row.datetime(line.modified_at);
 }
 
-fn classic_row(row: &mut RowWriter<'_>, cat: &Catalog, line: &LineSpec, index: u64, quirks: Quirks) {
+fn classic_row(row: &mut RowWriter<'_>, cat: &Catalog, line: &LineSpec, index: u64, quirks: Quirks, extras: bool) {
     let customer = &cat.customers[line.customer];
     let item = &cat.items[line.item];
-    row.guid(row_guid(line.order_no, line.line_no));
     row.int(line.order_no);
     row.int(i64::from(line.line_no));
     row.date(line.order_date);
@@ -285,9 +450,12 @@ fn classic_row(row: &mut RowWriter<'_>, cat: &Catalog, line: &LineSpec, index: u
     row.str(&cat.statuses[usize::from(line.status)].text);
     row.bit(line.rush);
     row.datetime(line.modified_at);
-    match notes(line) {
-        Some(text) => row.str(&text),
-        None => row.null(),
+    if extras {
+        row.guid(row_guid(line.order_no, line.line_no));
+        match notes(line) {
+            Some(text) => row.str(&text),
+            None => row.null(),
+        }
     }
 }
 
@@ -334,7 +502,22 @@ mod tests {
         let classic = columns(Schema::Classic, Quirks::default());
         assert_eq!(modern.len(), 19);
         assert_eq!(classic.len(), 21);
-        assert_eq!(classic[0].name, "row_guid");
+        assert_eq!(classic[19].name, "row_guid");
         assert_eq!(classic[20].name, "notes");
+    }
+
+    #[test]
+    fn select_lists_pick_columns_like_sql_server() {
+        let all = columns(Schema::Classic, Quirks::default());
+        let documented = super::super::OPEN_ORDERS_SQL;
+        assert_eq!(projection(documented, &all).unwrap(), Projection::Prefix(19));
+        assert_eq!(projection("SELECT * FROM dbo.vw_OpenOrders", &all).unwrap(), Projection::Prefix(21));
+        assert_eq!(
+            projection("SELECT TOP (5) [line_no], o.order_no AS [no] FROM dbo.vw_OpenOrders o", &all).unwrap(),
+            Projection::Columns(vec![(1, "line_no".into()), (0, "no".into())])
+        );
+        let e = projection("SELECT order_no, colour FROM dbo.vw_OpenOrders", &all).unwrap_err();
+        assert_eq!((e.number, e.message.as_str()), (207, "Invalid column name 'colour'."));
+        assert!(projection("SELECT CAST(order_no AS int) FROM dbo.vw_OpenOrders", &all).is_err());
     }
 }

@@ -40,8 +40,16 @@
 # [default] section has `date format = %Y-%m-%d %H:%M:%S.%z` (.ci/run writes it). freebcp -c
 # prints DATETIME/SMALLDATETIME as %Y-%m-%d %H:%M:%S.%z on its own.
 #
-# What the tools send after the login (the server must answer these): tsql nothing; freebcp
-# `set textsize 4096` (db-lib's default text size) before the query, sent as a SQL batch.
+# What the tools send after the login (the server must answer these, all as SQL batches):
+#   tsql     nothing: the query as typed.
+#   freebcp  `set textsize 4096` (db-lib's default text size), then, for column metadata,
+#            `SET FMTONLY ON <query> SET FMTONLY OFF` — which must return COLMETADATA and DONE
+#            but no rows — and then the query itself.
+# TLS: in TDS 7.x (TLS inside PRELOGIN) FreeTDS 1.3 with GnuTLS negotiates TLS 1.3 if offered,
+# and its login-only / full encryption then fails against a TLS 1.3 server ("cannot decrypt");
+# SQL Server itself offers TLS 1.3 only with TDS 8.0 (strict), so a server should cap TDS 7.x
+# TLS at 1.2. (Diagnosis only: GNUTLS_SYSTEM_PRIORITY_FILE pointing to a file with
+# "[overrides]" / "disabled-version = tls1.3" makes GnuTLS stay at 1.2.)
 #
 # Text output limits: tsql prints NULL as `NULL`, freebcp -c as an empty field (it cannot tell
 # NULL from ''; the view has no empty strings); a TAB or LF inside a value would break the
@@ -138,7 +146,7 @@ unset FREETDS TDSVER TDSDUMP TDSDUMPCONFIG
 [ "$trace" = 1 ] && export TDSDUMP="$work/tds.dump"
 
 # Kill the tool after the timeout (SIGKILL 5 s later if it ignores SIGTERM).
-limit=$((timeout_s + 10))
+limit=$((timeout_s + 5))
 case "$tool" in
   tsql)
     printf '%s\ngo\nexit\n' "$query" |
@@ -157,9 +165,11 @@ esac
 tls=
 if [ "$trace" = 1 ] && [ -f "$work/tds.dump" ]; then
   flag=$(grep -a -o 'detected crypt flag [0-9]*' "$work/tds.dump" | head -n1 | awk '{print $4}')
-  if ! grep -aq 'handshake succeeded' "$work/tds.dump"; then tls=" tls=none"
+  flag_line=$(grep -a -n -m1 'detected crypt flag' "$work/tds.dump" | cut -d: -f1)
+  hs_line=$(grep -a -n -m1 'handshake succeeded' "$work/tds.dump" | cut -d: -f1)
+  if [ -z "$hs_line" ]; then tls=" tls=none"
+  elif [ -z "$flag_line" ] || [ "$hs_line" -lt "$flag_line" ]; then tls=" tls=strict"  # TLS first
   else case "$flag" in
-    "") tls=" tls=strict" ;;
     0) tls=" tls=login" ;;
     1|3) tls=" tls=full" ;;
     *) tls=" tls=none" ;;

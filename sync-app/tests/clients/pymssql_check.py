@@ -31,12 +31,13 @@ Settings: a freetds.conf written to a temporary directory and passed through FRE
     `request` sends PRELOGIN ENCRYPT_OFF (TLS for the login only when the server offers
     encryption), `require` ENCRYPT_ON, `off` ENCRYPT_NOT_SUP; `strict` is TDS 8.0 (TLS first).
 
-What pymssql sends after the login (the server must answer these): `use [DATABASE]` (dbuse,
-although the database is in LOGIN7 already), the conn_properties batch
+What pymssql sends after the login (the server must answer these), each as a SQL batch, in
+this order (captured with TDSDUMP): the conn_properties batch
 `SET ARITHABORT ON;SET CONCAT_NULL_YIELDS_NULL ON;SET ANSI_NULLS ON;SET ANSI_NULL_DFLT_ON ON;
 SET ANSI_PADDING ON;SET ANSI_WARNINGS ON;SET ANSI_NULL_DFLT_ON ON;SET CURSOR_CLOSE_ON_COMMIT ON;
-SET QUOTED_IDENTIFIER ON;SET TEXTSIZE 2147483647;`, and with autocommit off (the default) the
-batch `BEGIN TRAN` (then `ROLLBACK TRAN`... on close). The query goes as a SQL batch.
+SET QUOTED_IDENTIFIER ON;SET TEXTSIZE 2147483647;`, then `use [DATABASE]` (dbuse, although the
+database is in LOGIN7 already), then with autocommit off (the pymssql default) `BEGIN TRAN`;
+then the query. Closing sends nothing more.
 
 CANONICAL FORM (identical in pytds_check.py, freetds_check.sh and independent_clients.rs):
     The 19 columns of sync_app::fake_erp::OPEN_ORDERS_SQL, in order, each cell as text:
@@ -214,11 +215,11 @@ def dumped_tls(path):
     except OSError:
         return None
     m = re.search(rb"detected crypt flag (\d+)", log)
-    handshake = b"handshake succeeded" in log
-    if not handshake:
+    handshake = log.find(b"handshake succeeded")
+    if handshake < 0:
         return "none"
-    if m is None:
-        return "strict"
+    if m is None or handshake < m.start():
+        return "strict"  # TDS 8.0: TLS first, the PRELOGIN exchange inside it
     return {0: "login", 1: "full", 3: "full"}.get(int(m.group(1)), "none")
 
 
@@ -297,7 +298,7 @@ def run(pymssql, args, dump):
             return 2
         return 1
     except Exception as e:
-        print(f"pymssql: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"pymssql: {type(e).__name__}: {str(e) or 'no answer within the timeout'}", file=sys.stderr)
         return 1
     tls = dumped_tls(dump)
     print(checksum.line() + (f" tls={tls}" if tls else ""))

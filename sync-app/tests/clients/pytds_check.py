@@ -24,9 +24,16 @@ Encryption choices and what they mean for pytds (1.17):
     connect to `localhost` rather than 127.0.0.1 unless the certificate names 127.0.0.1 as DNS/CN.
     TLS needs pyOpenSSL. The packet size is pytds' `blocksize`.
 
-Autocommit: the pytds default (off) unless --autocommit: pytds then opens a transaction right
-after login with a TDS transaction-manager request (packet type 14, TM_BEGIN_XACT) and rolls it
-back on close (TM_ROLLBACK_XACT), so the server must answer those.
+UTF-8 collations: pytds 1.17 ignores a collation's UTF-8 flag and decodes varchar/char of a
+*_UTF8 collation with the code page (mojibake); this script patches that (see
+teach_utf8_collations) unless --raw-utf8-collations.
+
+What pytds sends after the login (the server must answer these): with autocommit off (the
+pytds default; --autocommit turns it on) a transaction-manager request (packet type 14,
+TM_BEGIN_XACT) right after the login, answered with ENVCHANGE type 8 (begin transaction) and
+DONE; then the query as a SQL batch. `use [DATABASE]` only if the database in the server's
+ENVCHANGE differs from the one asked for. pytds accepts a certificate whose CN or a DNS
+subjectAltName equals the host name it was given (see above).
 
 CANONICAL FORM (identical in pymssql_check.py, freetds_check.sh and independent_clients.rs):
     The 19 columns of sync_app::fake_erp::OPEN_ORDERS_SQL, in order, each cell as text:
@@ -165,6 +172,30 @@ def record_server_messages(pytds_module):
     session_class.raise_db_exception = raise_db_exception
 
 
+def teach_utf8_collations(pytds_module):
+    """pytds 1.17 ignores the UTF-8 flag (0x04000000) of a collation (SQL Server 2019's *_UTF8
+    collations) and decodes such varchar/char columns with the collation's code page (cp1252:
+    'PrÃ©cision'). Real SQL Server sends the same bytes, so this is pytds' gap, not the
+    server's; the check patches it so the values can be compared (--raw-utf8-collations: not)."""
+    import codecs
+    collate = pytds_module.collate
+    original_unpack = collate.Collation.unpack.__func__
+    original_get_codec = collate.Collation.get_codec
+    utf8 = codecs.lookup("utf-8")
+
+    def unpack(cls, b):
+        collation = original_unpack(cls, b)
+        lump, _ = cls._coll_struct.unpack_from(b)
+        collation.utf8 = bool(lump & 0x04000000)
+        return collation
+
+    def get_codec(self):
+        return utf8 if getattr(self, "utf8", False) else original_get_codec(self)
+
+    collate.Collation.unpack = classmethod(unpack)
+    collate.Collation.get_codec = get_codec
+
+
 def server_errors(exc):
     """Server error numbers (severity >= 11) of the failed request, in the order sent."""
     numbers = []
@@ -197,6 +228,8 @@ def main():
     ap.add_argument("--cafile", help="PEM file of the CA (the fake's --cert-out)")
     ap.add_argument("--timeout", type=float, default=20, help="login and query timeout, s")
     ap.add_argument("--autocommit", action="store_true", help="instead of the pytds default")
+    ap.add_argument("--raw-utf8-collations", action="store_true",
+                    help="decode UTF-8-collation varchar as pytds does (with the code page)")
     ap.add_argument("--query", default=QUERY)
     args = ap.parse_args()
 
@@ -206,6 +239,8 @@ def main():
         print(f"pytds is not installed: {e}", file=sys.stderr)
         return 1
     record_server_messages(pytds)
+    if not args.raw_utf8_collations:
+        teach_utf8_collations(pytds)
 
     kwargs = {}
     if args.encryption == "strict":
@@ -247,7 +282,7 @@ def main():
         print(f"pytds: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     except Exception as e:  # TLS, socket, timeout, canonical-form type errors
-        print(f"pytds: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"pytds: {type(e).__name__}: {str(e) or 'no answer within the timeout'}", file=sys.stderr)
         return 1
     print(f"{checksum.line()} tls={tls}")
     return 0

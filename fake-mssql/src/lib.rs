@@ -39,8 +39,8 @@
 //! ([`ServerConfig::windows_login`], `DOMAIN\user`): integrated security with NTLM in SSPI
 //! tokens (MS-TDS 3.2.5.1), the client's NTLMv2 response verified by the server itself, as a
 //! domain controller would for SQL Server. tiberius reaches it with its `sspi-rs` feature
-//! (`Integrated Security=SSPI;User ID=DOMAIN\user;Password=…`), FreeTDS with a `DOMAIN\user`
-//! user name. Kerberos is not supported.
+//! (`Integrated Security=SSPI;User ID=DOMAIN\user;Password=…`). Raw NTLM only: Kerberos and
+//! SPNEGO-wrapped tokens are refused (error 18452).
 //!
 //! Faults ([`Fault`]) make it refuse logins, abort TLS, fail, drop or stall mid-result.
 //!

@@ -38,8 +38,15 @@ const NEGOTIATE_128: u32 = 0x2000_0000;
 const KEY_EXCH: u32 = 0x4000_0000;
 const NEGOTIATE_56: u32 = 0x8000_0000;
 /// Flags the server grants when the client asks for them.
-const ECHOED: u32 = REQUEST_TARGET | SIGN | SEAL | ALWAYS_SIGN | EXTENDED_SESSION_SECURITY | VERSION
-    | NEGOTIATE_128 | KEY_EXCH | NEGOTIATE_56;
+const ECHOED: u32 = REQUEST_TARGET
+    | SIGN
+    | SEAL
+    | ALWAYS_SIGN
+    | EXTENDED_SESSION_SECURITY
+    | VERSION
+    | NEGOTIATE_128
+    | KEY_EXCH
+    | NEGOTIATE_56;
 
 // AV_PAIR ids (MS-NLMP 2.2.2.1).
 const AV_EOL: u16 = 0;
@@ -151,7 +158,9 @@ impl ServerContext {
         } else if client_flags & OEM != 0 {
             OEM
         } else {
-            return Err(Failure::Handshake("NEGOTIATE offers neither Unicode nor OEM strings".into()));
+            return Err(Failure::Handshake(
+                "NEGOTIATE offers neither Unicode nor OEM strings".into(),
+            ));
         };
         let computer = server_name.to_uppercase();
         let domain = target_domain.map_or_else(|| computer.clone(), str::to_uppercase);
@@ -168,8 +177,16 @@ impl ServerContext {
         let mut target_info = Vec::new();
         put_av(&mut target_info, AV_NB_DOMAIN_NAME, &utf16(&domain));
         put_av(&mut target_info, AV_NB_COMPUTER_NAME, &utf16(&computer));
-        put_av(&mut target_info, AV_DNS_DOMAIN_NAME, &utf16(&domain.to_lowercase()));
-        put_av(&mut target_info, AV_DNS_COMPUTER_NAME, &utf16(&computer.to_lowercase()));
+        put_av(
+            &mut target_info,
+            AV_DNS_DOMAIN_NAME,
+            &utf16(&domain.to_lowercase()),
+        );
+        put_av(
+            &mut target_info,
+            AV_DNS_COMPUTER_NAME,
+            &utf16(&computer.to_lowercase()),
+        );
         put_av(&mut target_info, AV_TIMESTAMP, &filetime_now().to_le_bytes());
         put_av(&mut target_info, AV_EOL, &[]);
 
@@ -223,7 +240,9 @@ impl ServerContext {
         }
         let (proof, blob) = nt_response.split_at(NT_PROOF_LEN);
         if blob[0] != 1 || blob[1] != 1 {
-            return Err(Failure::Handshake("the NTLMv2 response has an unknown version".into()));
+            return Err(Failure::Handshake(
+                "the NTLMv2 response has an unknown version".into(),
+            ));
         }
         if !account.is_named_by(&user, &domain, server_name) {
             return Err(Failure::UnknownUser { claimed });
@@ -243,14 +262,18 @@ impl ServerContext {
                 .ok_or_else(|| Failure::Handshake("AUTHENTICATE announces a MIC but has none".into()))?;
             let key_exchange_key = hmac_md5(&ntowf, &expected);
             let session_key = match field(msg, 52)? {
-                encrypted if flags & KEY_EXCH != 0 && encrypted.len() == 16 => rc4(&key_exchange_key, encrypted),
+                encrypted if flags & KEY_EXCH != 0 && encrypted.len() == 16 => {
+                    rc4(&key_exchange_key, encrypted)
+                }
                 _ => key_exchange_key.to_vec(),
             };
             let mut zeroed = msg.to_vec();
             zeroed[MIC_AT..MIC_AT + 16].fill(0);
             let computed = hmac_md5_parts(&session_key, &[&self.negotiate, &self.challenge, &zeroed]);
             if !same(&computed, mic) {
-                return Err(Failure::Handshake("the AUTHENTICATE message's MIC does not match".into()));
+                return Err(Failure::Handshake(
+                    "the AUTHENTICATE message's MIC does not match".into(),
+                ));
             }
         }
         Ok(account.login_name(server_name))
@@ -267,7 +290,9 @@ fn read_header(msg: &[u8], ty: u32) -> Result<u32, Failure> {
     }
     let got = u32_at(msg, 8)?;
     if got != ty {
-        return Err(Failure::Handshake(format!("expected NTLM message type {ty}, got {got}")));
+        return Err(Failure::Handshake(format!(
+            "expected NTLM message type {ty}, got {got}"
+        )));
     }
     u32_at(msg, 12)
 }
@@ -439,7 +464,10 @@ mod tests {
             "750c783e6ab0b503eaa86e310a5db738"
         );
         assert_eq!(
-            hex(&hmac_md5(&[0xAA; 80], b"Test Using Larger Than Block-Size Key - Hash Key First")),
+            hex(&hmac_md5(
+                &[0xAA; 80],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
             "6b1ab7fe4bd7bf8f0b62e6ce61b9d0cd"
         );
         assert_eq!(hex(&rc4(b"Key", b"Plaintext")), "bbf316e8d940af0ad3");
@@ -448,7 +476,10 @@ mod tests {
     #[test]
     fn ntowf_v2_matches_ms_nlmp() {
         // MS-NLMP 4.2.4.1.1: User / Domain / Password.
-        assert_eq!(hex(&ntowf_v2("Password", "User", "Domain")), "0c868a403bfd7a93a3001ef22ef02e3f");
+        assert_eq!(
+            hex(&ntowf_v2("Password", "User", "Domain")),
+            "0c868a403bfd7a93a3001ef22ef02e3f"
+        );
     }
 
     #[test]
@@ -473,7 +504,8 @@ mod tests {
     fn the_challenge_answers_the_negotiate() {
         let mut negotiate = SIGNATURE.to_vec();
         negotiate.extend_from_slice(&NEGOTIATE.to_le_bytes());
-        negotiate.extend_from_slice(&(UNICODE | OEM | REQUEST_TARGET | NTLM | KEY_EXCH | VERSION).to_le_bytes());
+        negotiate
+            .extend_from_slice(&(UNICODE | OEM | REQUEST_TARGET | NTLM | KEY_EXCH | VERSION).to_le_bytes());
         negotiate.extend_from_slice(&[0; 16]);
         let (ctx, msg) = ServerContext::challenge(&negotiate, "FakeMssql", Some("corp")).unwrap();
         assert_eq!(read_header(&msg, CHALLENGE).unwrap(), u32_at(&msg, 12).unwrap());
@@ -535,21 +567,33 @@ mod tests {
         let (ctx, _) = ServerContext::challenge(&negotiate, "SRV", Some("CORP")).unwrap();
         let account = WindowsAccount::parse("CORP\\alice", "Secret1!".into());
         let good = signed_authenticate(&ctx, "corp", "Alice", "Secret1!");
-        assert_eq!(ctx.authenticate(&good, &account, "SRV"), Ok("CORP\\alice".to_owned()));
+        assert_eq!(
+            ctx.authenticate(&good, &account, "SRV"),
+            Ok("CORP\\alice".to_owned())
+        );
 
         let wrong = signed_authenticate(&ctx, "CORP", "alice", "secret1!");
         let claimed = "CORP\\alice".to_owned();
-        assert_eq!(ctx.authenticate(&wrong, &account, "SRV"), Err(Failure::WrongPassword { claimed }));
+        assert_eq!(
+            ctx.authenticate(&wrong, &account, "SRV"),
+            Err(Failure::WrongPassword { claimed })
+        );
         let other = signed_authenticate(&ctx, "CORP", "bob", "Secret1!");
         let claimed = "CORP\\bob".to_owned();
-        assert_eq!(ctx.authenticate(&other, &account, "SRV"), Err(Failure::UnknownUser { claimed }));
+        assert_eq!(
+            ctx.authenticate(&other, &account, "SRV"),
+            Err(Failure::UnknownUser { claimed })
+        );
 
         // A changed MIC, session key or flag word: the proof still holds, the MIC does not.
         for at in [MIC_AT, good.len() - 1, 62] {
             let mut tampered = good.clone();
             tampered[at] ^= 0x01;
             assert!(
-                matches!(ctx.authenticate(&tampered, &account, "SRV"), Err(Failure::Handshake(_))),
+                matches!(
+                    ctx.authenticate(&tampered, &account, "SRV"),
+                    Err(Failure::Handshake(_))
+                ),
                 "byte {at} changed"
             );
         }

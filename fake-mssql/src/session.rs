@@ -37,7 +37,7 @@ const COLLATION: [u8; 5] = [0x09, 0x04, 0xD0, 0x00, 0x34];
 /// The first byte of a TLS handshake record: a TDS 8.0 client.
 const TLS_HANDSHAKE: u8 = 0x16;
 /// Bytes of encoded packets buffered before they are written to the socket.
-const FLUSH_AT: usize = 64 * 1024;
+const FLUSH_AT: usize = 256 * 1024;
 /// Databases every server has besides the configured one.
 const SYSTEM_DATABASES: [&str; 4] = ["master", "tempdb", "model", "msdb"];
 
@@ -362,8 +362,8 @@ fn login_failed(user: &str, state: u8) -> Vec<SqlError> {
 
 /// A Windows login (integrated security): the SSPI exchange after LOGIN7 (MS-TDS 3.2.5.1).
 /// LOGIN7 carried the client's NTLM NEGOTIATE; the server answers with an SSPI token holding
-/// the CHALLENGE, the client sends the AUTHENTICATE in an SSPI message (tiberius and FreeTDS
-/// label it LOGIN7; both are accepted), and the server verifies it. `None` if the client left.
+/// the CHALLENGE, the client sends the AUTHENTICATE in an SSPI message (tiberius labels it
+/// LOGIN7; both types are accepted), and the server verifies it. `None` if the client left.
 #[cfg(feature = "windows-auth")]
 async fn windows_login(
     transport: &mut Transport,
@@ -387,7 +387,8 @@ async fn windows_login(
             Failure::WrongPassword { claimed } => login_failed(&claimed, 8),
         }
     };
-    let (context, challenge) = match ServerContext::challenge(&login.sspi, server, account.domain.as_deref()) {
+    let domain = account.domain.as_deref();
+    let (context, challenge) = match ServerContext::challenge(&login.sspi, server, domain) {
         Ok(answer) => answer,
         Err(failure) => return Ok(Some(Err(refuse(failure)))),
     };
@@ -929,19 +930,22 @@ impl Conn {
             if sent == limit {
                 break;
             }
-            let more = {
-                let mut row = encoder.row(&mut self.scratch);
-                let more = rs.rows.write_row(&mut row);
-                if more {
+            let rows = &mut rs.rows;
+            let more = self.writer.put_with(|buf| {
+                let before = buf.len();
+                let mut row = encoder.row(buf);
+                if rows.write_row(&mut row) {
                     row.finish();
+                    true
+                } else {
+                    drop(row);
+                    buf.truncate(before);
+                    false
                 }
-                more
-            };
+            });
             if !more {
-                self.scratch.clear();
                 break;
             }
-            self.put_scratch();
             sent += 1;
             unflushed += 1;
             if self.writer.buffered() >= FLUSH_AT {

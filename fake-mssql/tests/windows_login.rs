@@ -108,8 +108,7 @@ async fn a_wrong_password_is_error_18456() {
     for password in ["secret1!", "Secret1", ""] {
         let got = tiberius_login(&server, "true", USER, password).await;
         assert_eq!(
-            got,
-            r"error=18456 class=14 state=8 message=Login failed for user 'CORP\alice'.",
+            got, r"error=18456 class=14 state=8 message=Login failed for user 'CORP\alice'.",
             "password {password:?}"
         );
     }
@@ -138,7 +137,9 @@ async fn a_sql_login_is_not_a_windows_login() {
     let (server, _) = spawn(windows_server()).await;
     let mut config = config_for(&server);
     config.authentication(tiberius::AuthMethod::sql_server(USER, PASSWORD));
-    let e = connect(config).await.err().expect("refused");
+    let Err(e) = connect(config).await else {
+        panic!("a SQL login with the Windows account's name was accepted")
+    };
     assert_eq!(server_error(&e), Some((18456, 14)), "{e:?}");
     let mut client = connect_to(&server).await;
     assert_eq!(scalar_string(&mut client, "SELECT SUSER_SNAME()").await, "sync");
@@ -159,7 +160,10 @@ async fn without_a_windows_login_integrated_security_is_error_18452() {
 async fn fault_login_refuses_windows_logins_too() {
     let (server, _) = spawn(windows_server().fault(Some(Fault::Login))).await;
     let got = tiberius_login(&server, "true", USER, PASSWORD).await;
-    assert_eq!(got, r"error=18456 class=14 state=1 message=Login failed for user 'CORP\alice'.");
+    assert_eq!(
+        got,
+        r"error=18456 class=14 state=1 message=Login failed for user 'CORP\alice'."
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -227,7 +231,13 @@ fn ucs2(s: &str) -> Vec<u8> {
 
 /// A TDS 7.4 LOGIN7 with fIntSecurity and `sspi` as its SSPI data; no user or password.
 fn login7(sspi: &[u8]) -> Vec<u8> {
-    let strings = [ucs2("rawhost"), Vec::new(), Vec::new(), ucs2("raw-test"), ucs2("127.0.0.1")];
+    let strings = [
+        ucs2("rawhost"),
+        Vec::new(),
+        Vec::new(),
+        ucs2("raw-test"),
+        ucs2("127.0.0.1"),
+    ];
     let more = [Vec::new(), ucs2("raw"), Vec::new(), Vec::new()]; // extension, library, language, db
     let mut fixed = Vec::new();
     fixed.extend_from_slice(&0u32.to_le_bytes()); // length, patched below
@@ -301,7 +311,10 @@ fn ntlm_authenticate(domain: &str, user: &str) -> Vec<u8> {
 
 /// The first ERROR token's number and message.
 fn first_error(p: &[u8]) -> (u32, String) {
-    assert_eq!(p[0], ERROR_TOKEN, "the answer starts with an ERROR token: {p:02x?}");
+    assert_eq!(
+        p[0], ERROR_TOKEN,
+        "the answer starts with an ERROR token: {p:02x?}"
+    );
     let number = u32::from_le_bytes([p[3], p[4], p[5], p[6]]);
     let chars = usize::from(u16::from_le_bytes([p[9], p[10]]));
     let text: Vec<u16> = p[11..11 + chars * 2]
@@ -325,14 +338,23 @@ async fn the_server_answers_negotiate_with_an_sspi_token_and_closes_after_a_refu
     // An AUTHENTICATE for the right account that does not prove the password.
     raw.send(0x11, &ntlm_authenticate("CORP", "alice")).await;
     let refusal = raw.recv().await.expect("a refusal");
-    assert_eq!(first_error(&refusal), (18456, r"Login failed for user 'CORP\alice'.".to_owned()));
-    assert!(raw.closed_by_server().await, "the connection is closed after the refusal");
+    assert_eq!(
+        first_error(&refusal),
+        (18456, r"Login failed for user 'CORP\alice'.".to_owned())
+    );
+    assert!(
+        raw.closed_by_server().await,
+        "the connection is closed after the refusal"
+    );
 
     // Another account: 18456 as well, naming the account the client claimed.
     let (mut raw, _) = Raw::integrated_login(&server, &ntlm_negotiate()).await;
     raw.send(0x11, &ntlm_authenticate("CORP", "mallory")).await;
     let refusal = raw.recv().await.expect("a refusal");
-    assert_eq!(first_error(&refusal), (18456, r"Login failed for user 'CORP\mallory'.".to_owned()));
+    assert_eq!(
+        first_error(&refusal),
+        (18456, r"Login failed for user 'CORP\mallory'.".to_owned())
+    );
     assert!(raw.closed_by_server().await);
 
     // Anonymous NTLM.

@@ -43,7 +43,7 @@ impl ServerThread {
     fn start(config: FakeErpConfig) -> Result<ServerThread> {
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
+        let thread = std::thread::Builder::new().name("erp-server".into()).spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -64,7 +64,7 @@ impl ServerThread {
                     _ = stop_rx => {}
                 }
             });
-        });
+        })?;
         let (addr, tid) = rx.recv().context("server thread")?;
         Ok(ServerThread {
             addr,

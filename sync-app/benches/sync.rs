@@ -48,6 +48,16 @@ fn peak_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// Resident memory now, in MB.
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
 struct Row {
     label: String,
     rows: u64,
@@ -383,7 +393,17 @@ async fn bench(backend: &str, rows: u64) -> Result<()> {
         .await?,
     );
     ours_rows.push(ours(&url, &ado, rows, "sync-app: again, replacing the rows it wrote").await?);
+    // This process has only served the two syncs so far (they ran in child processes):
+    // its memory is the fake ERP's.
+    let served = (rss_mb(), peak_mb());
     let mut limits = vec![source_limit(&ado, rows).await?];
+    println!(
+        "{backend}: this process (the in-process fake ERP) after serving both syncs: RSS {:.1} MB, \
+         peak {:.1} MB; after the source-limit step: RSS {:.1} MB",
+        served.0,
+        served.1,
+        rss_mb()
+    );
     match backend {
         "sqlite" => {
             limits.push(sink_limit_sqlite(&url, rows).await?);

@@ -3,7 +3,7 @@
 
 use std::io;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Packet header size.
@@ -17,6 +17,7 @@ pub(crate) const PKT_ATTENTION: u8 = 0x06;
 pub(crate) const PKT_TRANSACTION: u8 = 0x0E;
 pub(crate) const PKT_LOGIN7: u8 = 0x10;
 /// SSPI message: the client's next authentication token (Windows logins).
+#[cfg_attr(not(feature = "windows-auth"), allow(dead_code))]
 pub(crate) const PKT_SSPI: u8 = 0x11;
 pub(crate) const PKT_PRELOGIN: u8 = 0x12;
 
@@ -116,7 +117,7 @@ pub(crate) async fn read_message<R: AsyncRead + Unpin>(reader: &mut R) -> io::Re
 /// written to the socket.
 #[derive(Debug)]
 pub(crate) struct PacketWriter {
-    buf: BytesMut,
+    buf: Vec<u8>,
     packet_size: usize,
     /// Offset in `buf` of the header of the packet being filled.
     start: usize,
@@ -128,7 +129,7 @@ pub(crate) struct PacketWriter {
 impl PacketWriter {
     pub(crate) fn new(packet_size: usize, spid: u16) -> Self {
         PacketWriter {
-            buf: BytesMut::with_capacity(64 * 1024 + 2 * MAX_PACKET_SIZE),
+            buf: Vec::with_capacity(256 * 1024 + 2 * MAX_PACKET_SIZE),
             packet_size: packet_size.clamp(MIN_PACKET_SIZE, MAX_PACKET_SIZE),
             start: 0,
             packet_id: 1,
@@ -144,12 +145,17 @@ impl PacketWriter {
 
     fn open_packet(&mut self) {
         self.start = self.buf.len();
-        self.buf.put_bytes(0, HEADER_LEN);
+        self.buf.extend_from_slice(&[0; HEADER_LEN]);
         self.open = true;
     }
 
     fn close_packet(&mut self, status: u8) {
-        let len = self.buf.len() - self.start;
+        self.close_packet_at(self.buf.len(), status);
+    }
+
+    /// Closes the packet being filled so that it ends at `end`.
+    fn close_packet_at(&mut self, end: usize, status: u8) {
+        let len = end - self.start;
         debug_assert!(len <= self.packet_size);
         let header = &mut self.buf[self.start..self.start + HEADER_LEN];
         header[0] = PKT_REPLY;
@@ -178,6 +184,24 @@ impl PacketWriter {
             self.buf.extend_from_slice(&data[..n]);
             data = &data[n..];
         }
+    }
+
+    /// Lets `write` append message bytes straight into the buffer (no copy through a scratch
+    /// buffer: rows are encoded in place), then cuts packets where they overflowed.
+    pub(crate) fn put_with<R>(&mut self, write: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        if !self.open {
+            self.open_packet();
+        }
+        let result = write(&mut self.buf);
+        while self.buf.len() - self.start > self.packet_size {
+            let boundary = self.start + self.packet_size;
+            self.close_packet_at(boundary, STATUS_NORMAL);
+            // The next packet's header goes at the boundary; only the overflow moves.
+            self.buf.splice(boundary..boundary, [0u8; HEADER_LEN]);
+            self.start = boundary;
+            self.open = true;
+        }
+        result
     }
 
     /// Writes the packets that are already complete, keeping the one being filled.
@@ -271,6 +295,26 @@ mod tests {
             assert!(last.1 <= packet_size);
             let payload: Vec<u8> = packets.iter().flat_map(|p| p.2.clone()).collect();
             assert_eq!(payload, expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn bytes_written_in_place_are_cut_into_packets_like_put() {
+        for packet_size in [512usize, 4096, 32_767] {
+            let (mut a, mut b) = (PacketWriter::new(packet_size, 7), PacketWriter::new(packet_size, 7));
+            let (mut sink_a, mut sink_b) = (Vec::new(), Vec::new());
+            for i in 0..3_000usize {
+                let row: Vec<u8> = (0..(i * 53) % 2_000).map(|x| (x ^ i) as u8).collect();
+                a.put(&row);
+                b.put_with(|buf| buf.extend_from_slice(&row));
+                if a.buffered() > 50_000 {
+                    a.write_full_packets(&mut sink_a).await.unwrap();
+                    b.write_full_packets(&mut sink_b).await.unwrap();
+                }
+            }
+            a.end_message(&mut sink_a).await.unwrap();
+            b.end_message(&mut sink_b).await.unwrap();
+            assert_eq!(sink_a, sink_b, "packet size {packet_size}");
         }
     }
 

@@ -11,6 +11,7 @@ const TOKEN_ERROR: u8 = 0xAA;
 const TOKEN_INFO: u8 = 0xAB;
 const TOKEN_LOGINACK: u8 = 0xAD;
 const TOKEN_ENVCHANGE: u8 = 0xE3;
+#[cfg_attr(not(feature = "windows-auth"), allow(dead_code))]
 const TOKEN_SSPI: u8 = 0xED;
 const TOKEN_DONE: u8 = 0xFD;
 const TOKEN_DONEPROC: u8 = 0xFE;
@@ -125,6 +126,7 @@ pub(crate) fn put_info(out: &mut Vec<u8>, tds: TdsVersion, number: u32, state: u
 }
 
 /// SSPI (MS-TDS 2.2.7.22): the server's authentication token, e.g. the NTLM CHALLENGE.
+#[cfg_attr(not(feature = "windows-auth"), allow(dead_code))]
 pub(crate) fn put_sspi(out: &mut Vec<u8>, data: &[u8]) {
     put_length_prefixed(out, TOKEN_SSPI, |b| b.extend_from_slice(data));
 }

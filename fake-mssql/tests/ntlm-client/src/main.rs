@@ -11,7 +11,9 @@ use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let ado = std::env::args().nth(1).expect("usage: fake-mssql-ntlm-client ADO_STRING");
+    let ado = std::env::args()
+        .nth(1)
+        .expect("usage: fake-mssql-ntlm-client ADO_STRING");
     let code = match run(&ado).await {
         Ok(user) => {
             println!("user={user}");
@@ -48,6 +50,10 @@ async fn run(ado: &str) -> tiberius::Result<String> {
         .ok_or_else(|| tiberius::error::Error::Protocol("no row".into()))?;
     let user = row.get::<&str, _>(0).unwrap_or_default().to_owned();
     // A statement the handler answers, so the test sees the session's user there too.
-    let _ = client.simple_query("SELECT tls FROM session").await?.into_results().await?;
+    let _ = client
+        .simple_query("SELECT tls FROM session")
+        .await?
+        .into_results()
+        .await?;
     Ok(user)
 }

@@ -35,7 +35,8 @@ Commands:
                          [--encryption off|optional|required|strict] (default optional, as SQL Server)
                          [--cert FILE --key FILE | --cert-out FILE] [--cert-name NAME]...
                          [--user U --password P --database D] (default sync / sync / erp)
-                         [--access-token TOKEN] [--instance NAME --browser-listen ADDR (default 127.0.0.1:1434)]
+                         [--access-token TOKEN] [--windows-user DOMAIN\\user --windows-password P]
+                         [--instance NAME --browser-listen ADDR (default 127.0.0.1:1434)]
                          [--fail login|tls|sql|drop-after:N|stall|stall-after:N|null-at:N|
                          overflow-at:N|wrong-type]
 
@@ -131,6 +132,8 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "--password",
             "--database",
             "--access-token",
+            "--windows-user",
+            "--windows-password",
             "--instance",
             "--browser-listen",
         ]

@@ -433,6 +433,11 @@ pub async fn fake_erp(cli: &crate::cli::Cli) -> anyhow::Result<()> {
         password: cli.option("--password").unwrap_or(&defaults.password).to_owned(),
         database: cli.option("--database").unwrap_or(&defaults.database).to_owned(),
         access_token: cli.option("--access-token").map(str::to_owned),
+        windows_login: match (cli.option("--windows-user"), cli.option("--windows-password")) {
+            (Some(user), Some(password)) => Some((user.to_owned(), password.to_owned())),
+            (None, None) => None,
+            _ => anyhow::bail!("--windows-user and --windows-password go together"),
+        },
         instance,
     };
     let erp = FakeErp::bind(listen, config)

@@ -275,3 +275,26 @@ fn a_named_instance_is_announced_by_the_sql_server_browser() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn a_windows_login_is_configured_from_the_command_line() {
+    let dir = temp_dir("windows");
+    // Half a Windows login is refused with a message naming both flags.
+    let out = Command::new(BIN)
+        .current_dir(&dir)
+        .args(["fake-erp", "--listen", "127.0.0.1:0", "--windows-user", r"CORP\alice"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--windows-user and --windows-password go together"), "{stderr}");
+    // With both, the server starts; its SQL login still works (the NTLM exchange itself is
+    // tested in fake-mssql/tests/windows_login.rs with tiberius's sspi-rs client).
+    let erp = fake_erp(
+        &dir,
+        &["--windows-user", r"CORP\alice", "--windows-password", "Winter2026!"],
+    );
+    let config = Config::from_ado_string(&erp.url).unwrap();
+    assert_eq!(count_orders(erp.addr, config).await.unwrap(), 300);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -72,6 +72,8 @@ pub struct FakeErpConfig {
     pub database: String,
     /// An Entra ID access token the server also accepts.
     pub access_token: Option<String>,
+    /// A Windows account (`DOMAIN\user`, password) the server also accepts over NTLM.
+    pub windows_login: Option<(String, String)>,
     /// Serve as this named instance, announced by a SQL Server Browser on the address.
     pub instance: Option<(String, SocketAddr)>,
 }
@@ -91,6 +93,7 @@ impl Default for FakeErpConfig {
             password: "sync".into(),
             database: "erp".into(),
             access_token: None,
+            windows_login: None,
             instance: None,
         }
     }
@@ -112,6 +115,9 @@ impl FakeErpConfig {
         }
         if let Some(token) = &self.access_token {
             config = config.access_token(token);
+        }
+        if let Some((user, password)) = &self.windows_login {
+            config = config.windows_login(user, password);
         }
         if let Some((name, addr)) = &self.instance {
             config = config.instance(name, *addr);

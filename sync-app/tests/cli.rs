@@ -93,7 +93,7 @@ fn usage_and_configuration_errors_exit_2_and_name_the_variable() {
 
     let out = run(cmd(&dir)
         .arg("serve")
-        .env("MSSQL_URL", "server=tcp:127.0.0.1,1;encrypt=DANGER_PLAINTEXT"));
+        .env("MSSQL_URL", "server=tcp:127.0.0.1,1;user id=u;password=p;encrypt=DANGER_PLAINTEXT"));
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("ADMIN_USER"), "{}", text(&out.stderr));
 

@@ -149,7 +149,7 @@ async fn syncs_end_to_end_and_survives_every_failure(db: TestDb) {
         (
             "a wrong type",
             Some(Failure::WrongType),
-            "column `qty_open` should hold a decimal, but the source sent nvarchar",
+            "column `qty_open` (nvarchar) is not a type the local decimal(18,4) field takes; select `CAST(qty_open AS decimal(18,4)) AS qty_open` in SOURCE_QUERY",
         ),
     ];
     for (what, fail, cause) in cases {

@@ -6,18 +6,20 @@
 //! [`OpenOrder`]s one at a time as tiberius decodes them — never the whole result.
 
 pub mod ado;
+pub mod browser;
+mod connect;
 pub mod mapping;
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
-use tiberius::{Client, Config, QueryItem};
+use tiberius::{AuthMethod, Client, Config, EncryptionLevel, QueryItem};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use crate::open_orders::OpenOrder;
-pub use ado::Timeouts;
+pub use ado::{AdoSettings, Login, Timeouts};
 pub use mapping::{ColumnMap, RowError};
 
 /// The documented default `SOURCE_QUERY`: the open-order view, columns by name.
@@ -40,6 +42,28 @@ pub enum SourceError {
         /// Why.
         reason: String,
     },
+    /// The server's TLS certificate was not trusted.
+    #[error(
+        "the TLS certificate of SQL Server {server} was not trusted: {reason}. Trust exactly that certificate \
+         with `Server Certificate=PATH` (its PEM or DER file), or skip the check with `TrustServerCertificate=true` \
+         (only on a network you trust){hint}"
+    )]
+    Certificate {
+        /// host/database.
+        server: String,
+        /// What the TLS library said (the certificate's problem).
+        reason: String,
+        /// A further hint (HostNameInCertificate), or nothing.
+        hint: &'static str,
+    },
+    /// The client's and the server's encryption settings do not meet.
+    #[error("no encrypted connection to SQL Server {server}: {reason}")]
+    Encryption {
+        /// host/database.
+        server: String,
+        /// Why, and which keyword changes it.
+        reason: String,
+    },
     /// The TDS handshake or login failed.
     #[error("login to SQL Server {server} failed")]
     Login {
@@ -55,6 +79,11 @@ pub enum SourceError {
     /// The server stopped answering in the middle of the query.
     #[error("SQL Server sent nothing for {0} s (Command Timeout); the query was abandoned")]
     Stalled(u64),
+    /// The query spent longer than `Command Timeout` waiting for SQL Server, in all.
+    #[error(
+        "the query waited for SQL Server longer than {0} s in all (Command Timeout); the query was abandoned"
+    )]
+    CommandTimeout(u64),
     /// A row or the result's columns do not fit the open-order record.
     #[error("a row from SQL Server does not fit the open-order record")]
     Row(#[source] RowError),
@@ -63,17 +92,20 @@ pub enum SourceError {
 /// A parsed `MSSQL_URL`.
 #[derive(Clone)]
 pub struct ErpSource {
+    settings: AdoSettings,
+    /// Everything but the port (which may come from SQL Server Browser) and the handshake
+    /// timeout (what is left of Connect Timeout).
     config: Config,
-    timeouts: Timeouts,
     label: String,
+    browser_port: u16,
 }
 
 impl fmt::Debug for ErpSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // tiberius's Config Debug redacts the password; keep to the label anyway.
+        // Keep to the label: no credentials.
         f.debug_struct("ErpSource")
             .field("server", &self.label)
-            .field("timeouts", &self.timeouts)
+            .field("timeouts", &self.settings.timeouts)
             .finish()
     }
 }
@@ -88,53 +120,154 @@ pub struct ConnectInfo {
 }
 
 impl ErpSource {
-    /// Parses an ADO.NET connection string (`server=tcp:host,1433;database=ERP;user id=…;
-    /// password=…;encrypt=true;TrustServerCertificate=false;Connect Timeout=15;Command
-    /// Timeout=30`). A missing `encrypt` means encryption is required.
+    /// Parses an ADO.NET connection string (`Server=tcp:host,1433;Database=ERP;User ID=…;
+    /// Password=…;Encrypt=true;Connect Timeout=15;Command Timeout=30`) with our own parser
+    /// ([`ado::AdoSettings`]): every SqlClient keyword is honoured, accepted without effect
+    /// (pool settings), or refused by name. A missing `Encrypt` means encryption is required.
+    /// `MSSQL_ACCESS_TOKEN` / `MSSQL_ACCESS_TOKEN_FILE` are read from the environment.
     pub fn from_ado(ado: &str) -> Result<Self, SourceError> {
-        let mut config = Config::from_ado_string(ado).map_err(|e| SourceError::Config(e.to_string()))?;
-        let timeouts = ado::timeouts(ado).map_err(SourceError::Config)?;
-        config.handshake_timeout(Some(timeouts.connect));
-        config.command_timeout(Some(timeouts.command));
-        config.application_name("sync-app");
-        let database = ado::pairs(ado)
-            .into_iter()
-            .find(|(k, _)| k == "database" || k == "initial catalog")
-            .map(|(_, v)| v)
-            .unwrap_or_else(|| "master".into());
-        let label = format!("{}/{}", config.get_addr(), database);
+        Self::from_settings(AdoSettings::parse(ado).map_err(|e| SourceError::Config(e.to_string()))?)
+    }
+
+    /// [`from_ado`](Self::from_ado) with the access-token variables read through `env`.
+    pub fn from_ado_with_env(ado: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, SourceError> {
+        Self::from_settings(
+            AdoSettings::parse_with_env(ado, env).map_err(|e| SourceError::Config(e.to_string()))?,
+        )
+    }
+
+    /// Builds the source from parsed settings.
+    pub fn from_settings(settings: AdoSettings) -> Result<Self, SourceError> {
+        for keyword in &settings.without_effect {
+            tracing::warn!(keyword = %keyword, "MSSQL_URL: this keyword has no effect in sync-app");
+        }
+        let config = tiberius_config(&settings);
+        let server = &settings.server;
+        let mut label = match (&server.instance, server.port) {
+            (Some(instance), None) => format!("{}\\{instance}", server.host),
+            (_, port) => server.host_port(port.unwrap_or(1433)),
+        };
+        label.push('/');
+        label.push_str(settings.database.as_deref().unwrap_or("(default database)"));
         Ok(Self {
+            settings,
             config,
-            timeouts,
             label,
+            browser_port: browser::SQL_BROWSER_PORT,
         })
     }
 
-    /// `host:port/database`, for the log (no credentials).
+    /// Asks SQL Server Browser on this UDP port instead of 1434 (for tests).
+    #[doc(hidden)]
+    pub fn with_sql_browser_port(mut self, port: u16) -> Self {
+        self.browser_port = port;
+        self
+    }
+
+    /// `host:port/database` (`host\INSTANCE/database` until SQL Server Browser answers), for the log.
     pub fn label(&self) -> &str {
         &self.label
     }
 
     /// The timeouts in force.
     pub fn timeouts(&self) -> Timeouts {
-        self.timeouts
+        self.settings.timeouts
     }
 
-    /// Opens a connection: TCP within the connect timeout, then the TDS handshake and
-    /// login (tiberius bounds that with the same timeout). A server that redirects
-    /// (Azure SQL's gateway) is followed once.
+    /// The parsed connection string.
+    pub fn settings(&self) -> &AdoSettings {
+        &self.settings
+    }
+
+    /// The tiberius configuration built from the settings (the port is set at connect
+    /// time when it comes from SQL Server Browser).
+    pub fn tiberius_config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Opens a connection, all of it within `Connect Timeout`: the host's addresses, the
+    /// instance's port from SQL Server Browser, TCP (every address in parallel with
+    /// `MultiSubnetFailover=True`, else one after the other), TLS and login. A server that
+    /// redirects (Azure SQL's gateway, a read-only replica) is followed once.
     pub async fn connect(&self) -> Result<(ErpConnection, ConnectInfo), SourceError> {
         let started = Instant::now();
+        let deadline = self.settings.timeouts.connect.map(|t| started + t);
+        let server = &self.settings.server;
+        let ips = connect::resolve(&server.host, self.settings.ip_preference, deadline).await?;
+        let port = match (server.port, &server.instance) {
+            (Some(port), _) => port,
+            (None, None) => 1433,
+            (None, Some(instance)) => {
+                let browser_deadline =
+                    deadline.unwrap_or_else(|| Instant::now() + ado::DEFAULT_CONNECT_TIMEOUT);
+                browser::resolve(&ips, self.browser_port, instance, browser_deadline.into())
+                    .await
+                    .map_err(|e| {
+                        let waited = browser_deadline.saturating_duration_since(started).as_secs();
+                        SourceError::Unreachable {
+                            addr: format!("{}\\{instance}", server.host),
+                            reason: format!(
+                                "SQL Server Browser at {} (UDP) did not give the port of instance {instance} \
+                                 ({}); is the SQL Server Browser service running and UDP {} open? Or name the \
+                                 port: Server={},PORT",
+                                server.host_port(self.browser_port),
+                                if e.kind() == std::io::ErrorKind::TimedOut {
+                                    format!("no answer within {waited} s (Connect Timeout)")
+                                } else {
+                                    e.to_string()
+                                },
+                                self.browser_port,
+                                server.host,
+                            ),
+                        }
+                    })?
+            }
+        };
         let mut config = self.config.clone();
-        let mut addr = config.get_addr();
+        config.port(port);
+        let mut encryption = self.settings.encrypt;
+        if encryption == ado::Encrypt::Optional {
+            // Encrypt=false: TLS for the login only — unless the server has none at all
+            // (tiberius fails a client `Off` against a server that answers NOT_SUP), or forces
+            // it for everything (then the certificate is checked, as SqlClient does).
+            let tcp = connect::tcp(&ips, port, self.settings.multi_subnet_failover, deadline).await?;
+            match connect::prelogin_encryption(tcp, deadline).await {
+                Ok(connect::ENCRYPT_NOT_SUP) => {
+                    tracing::warn!(
+                        server = %self.label,
+                        "the server offers no TLS at all (Encrypt=false): the login and the data travel in clear text"
+                    );
+                    config.encryption(EncryptionLevel::NotSupported);
+                    encryption = ado::Encrypt::Plaintext;
+                }
+                Ok(connect::ENCRYPT_REQ) => {
+                    config = tiberius_config_with(&self.settings, ado::Encrypt::Mandatory);
+                    config.port(port);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "PRELOGIN probe failed; connecting anyway"),
+            }
+        }
+        let mut addr = server.host_port(port);
+        let mut ips = ips;
         for attempt in 0..2 {
-            let tcp = tcp_connect(&addr, self.timeouts.connect).await?;
+            let tcp = connect::tcp(
+                &ips,
+                config.get_addr_port(),
+                self.settings.multi_subnet_failover,
+                deadline,
+            )
+            .await?;
+            config.handshake_timeout(deadline.map(|d| {
+                d.saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1))
+            }));
             match Client::connect(config.clone(), tcp.compat_write()).await {
                 Ok(client) => {
                     return Ok((
                         ErpConnection {
                             client,
-                            command_timeout: self.timeouts.command,
+                            command_timeout: self.settings.timeouts.command,
                         },
                         ConnectInfo {
                             elapsed: started.elapsed(),
@@ -143,16 +276,12 @@ impl ErpSource {
                     ));
                 }
                 Err(tiberius::error::Error::Routing { host, port }) if attempt == 0 => {
+                    ips = connect::resolve(&host, self.settings.ip_preference, deadline).await?;
                     config.host(&host);
                     config.port(port);
                     addr = format!("{host}:{port}");
                 }
-                Err(source) => {
-                    return Err(SourceError::Login {
-                        server: self.label.clone(),
-                        source,
-                    });
-                }
+                Err(source) => return Err(self.connect_error(source, encryption, deadline)),
             }
         }
         Err(SourceError::Unreachable {
@@ -160,31 +289,152 @@ impl ErpSource {
             reason: "redirected more than once".into(),
         })
     }
-}
 
-async fn tcp_connect(addr: &str, timeout: Duration) -> Result<TcpStream, SourceError> {
-    let unreachable = |reason: String| SourceError::Unreachable {
-        addr: addr.to_string(),
-        reason,
-    };
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => Err(unreachable(format!(
-            "no answer within {} s (Connect Timeout)",
-            timeout.as_secs()
-        ))),
-        Ok(Err(e)) => Err(unreachable(e.to_string())),
-        Ok(Ok(tcp)) => {
-            tcp.set_nodelay(true).map_err(|e| unreachable(e.to_string()))?;
-            Ok(tcp)
+    fn connect_error(
+        &self,
+        source: tiberius::error::Error,
+        encryption: ado::Encrypt,
+        deadline: Option<Instant>,
+    ) -> SourceError {
+        use tiberius::error::Error as E;
+        let server = self.label.clone();
+        match &source {
+            E::Tls(msg) if msg.contains("certificate") => {
+                let reason = msg
+                    .split_once("rejected during the TLS handshake: ")
+                    .map(|(_, r)| r.split(". To connect anyway").next().unwrap_or(r))
+                    .unwrap_or(msg)
+                    .trim_end_matches('.')
+                    .to_string();
+                let name_hint = if reason.contains("NotValidForName") || reason.contains("not valid for name")
+                {
+                    "; if the certificate is right but names another host, give that name with HostNameInCertificate=NAME"
+                } else {
+                    ""
+                };
+                SourceError::Certificate {
+                    server,
+                    reason,
+                    hint: name_hint,
+                }
+            }
+            E::Protocol(msg) if msg.contains("does not allow the requested encryption level") => {
+                SourceError::Encryption {
+                    server,
+                    reason: format!(
+                        "the server has no TLS (its encryption is off) and Encrypt={} requires it; give the server a \
+                     certificate, or (on a trusted network only) Encrypt=false",
+                        match encryption {
+                            ado::Encrypt::Strict => "strict",
+                            _ => "true",
+                        }
+                    ),
+                }
+            }
+            E::Io { kind, .. } if *kind == std::io::ErrorKind::TimedOut && deadline.is_some() => {
+                SourceError::Unreachable {
+                    addr: server,
+                    reason: format!(
+                        "connect, TLS and login took longer than {} s (Connect Timeout)",
+                        self.settings.timeouts.connect.unwrap_or_default().as_secs()
+                    ),
+                }
+            }
+            _ if encryption == ado::Encrypt::Strict && !matches!(source, E::Server(_)) => {
+                SourceError::Encryption {
+                    server,
+                    reason: format!(
+                        "Encrypt=strict (TDS 8.0) failed: {source}; the server may not support TDS 8.0 (SQL Server 2022 or \
+                     later); use Encrypt=true"
+                    ),
+                }
+            }
+            _ => SourceError::Login { server, source },
         }
     }
+}
+
+trait AddrPort {
+    fn get_addr_port(&self) -> u16;
+}
+
+impl AddrPort for Config {
+    fn get_addr_port(&self) -> u16 {
+        self.get_addr()
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(1433)
+    }
+}
+
+fn tiberius_config(settings: &AdoSettings) -> Config {
+    tiberius_config_with(settings, settings.encrypt)
+}
+
+/// The tiberius `Config` for the settings, with the given `Encrypt`.
+fn tiberius_config_with(settings: &AdoSettings, encrypt: ado::Encrypt) -> Config {
+    let mut c = Config::new();
+    c.host(&settings.server.host);
+    if let Some(port) = settings.server.port {
+        c.port(port);
+    }
+    if let Some(instance) = &settings.server.instance {
+        c.instance_name(instance);
+    }
+    if let Some(db) = &settings.database {
+        c.database(db);
+    }
+    c.authentication(match &settings.login {
+        Login::Sql { user, password } => AuthMethod::sql_server(user, password),
+        Login::AccessToken(token) => AuthMethod::aad_token(token),
+    });
+    let checked = match encrypt {
+        ado::Encrypt::Mandatory => {
+            c.encryption(EncryptionLevel::Required);
+            true
+        }
+        ado::Encrypt::Strict => {
+            c.encryption(EncryptionLevel::Strict);
+            true
+        }
+        ado::Encrypt::Optional => {
+            c.encryption(EncryptionLevel::Off);
+            // SqlClient does not check the certificate of a login-only TLS, unless asked to.
+            settings.server_certificate.is_some() || settings.host_name_in_certificate.is_some()
+        }
+        ado::Encrypt::Plaintext => {
+            c.encryption(EncryptionLevel::NotSupported);
+            false
+        }
+    };
+    if settings.trust_server_certificate || !checked {
+        c.trust_cert();
+    } else if let Some(path) = &settings.server_certificate {
+        c.trust_cert_ca(path.display());
+    }
+    if let Some(name) = &settings.host_name_in_certificate {
+        c.hostname_in_certificate(name);
+    }
+    c.application_name(&settings.application_name);
+    if let Some(size) = settings.packet_size {
+        c.packet_size(size.min(32_767));
+    }
+    if let Some(wsid) = &settings.workstation_id {
+        c.client_name(wsid);
+    }
+    c.readonly(settings.read_only);
+    c.multi_subnet_failover(settings.multi_subnet_failover);
+    c.handshake_timeout(settings.timeouts.connect);
+    c.command_timeout(settings.timeouts.command);
+    c
 }
 
 /// An open connection to the ERP.
 #[derive(Debug)]
 pub struct ErpConnection {
     client: Client<Compat<TcpStream>>,
-    command_timeout: Duration,
+    /// `Command Timeout`: the whole query's waiting time (`None`: no limit).
+    command_timeout: Option<Duration>,
 }
 
 impl ErpConnection {
@@ -281,28 +531,72 @@ fn async_stream<'a>(
             items: tiberius::QueryStream<'a>,
             map: Option<ColumnMap>,
             row: u64,
+            budget: Option<Duration>,
         },
         Done,
     }
-    let timeout = conn.command_timeout.as_secs();
+    let limit = conn.command_timeout;
+    let secs = limit.map_or(0, |t| t.as_secs());
+    // tiberius's own command timeout (the same value) catches one stalled response;
+    // the budget is ADO.NET's count: all the time spent waiting for the server during the
+    // query, summed. Time the caller spends between rows is not counted.
     let query_error = move |e: tiberius::error::Error| match &e {
         tiberius::error::Error::Io {
             kind: std::io::ErrorKind::TimedOut,
             ..
-        } => SourceError::Stalled(timeout),
+        } => SourceError::Stalled(secs),
         _ => SourceError::Query(e),
     };
+    // On an exhausted budget: `Stalled` when that one wait took (nearly) the whole limit —
+    // the server went silent, and tiberius's own timer would have said the same a moment
+    // later — else `CommandTimeout` (a slow trickle).
+    async fn within<T>(
+        budget: &mut Option<Duration>,
+        limit: Option<Duration>,
+        secs: u64,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T, SourceError> {
+        match *budget {
+            None => Ok(fut.await),
+            Some(left) => {
+                let started = Instant::now();
+                let Ok(out) = tokio::time::timeout(left, fut).await else {
+                    let silent = limit.is_some_and(|l| left.as_secs_f64() >= l.as_secs_f64() * 0.9);
+                    return Err(if silent {
+                        SourceError::Stalled(secs)
+                    } else {
+                        SourceError::CommandTimeout(secs)
+                    });
+                };
+                *budget = Some(left.saturating_sub(started.elapsed()));
+                Ok(out)
+            }
+        }
+    }
     futures::stream::unfold(State::Start(conn, query), move |state| async move {
-        let (mut items, mut map, mut row) = match state {
+        let (mut items, mut map, mut row, mut budget) = match state {
             State::Done => return None,
-            State::Start(conn, query) => match conn.client.simple_query(query).await {
-                Ok(items) => (items, None, 0),
-                Err(e) => return Some((Err(query_error(e)), State::Done)),
-            },
-            State::Reading { items, map, row } => (items, map, row),
+            State::Start(conn, query) => {
+                let mut budget = limit;
+                match within(&mut budget, limit, secs, conn.client.simple_query(query)).await {
+                    Err(e) => return Some((Err(e), State::Done)),
+                    Ok(Ok(items)) => (items, None, 0, budget),
+                    Ok(Err(e)) => return Some((Err(query_error(e)), State::Done)),
+                }
+            }
+            State::Reading {
+                items,
+                map,
+                row,
+                budget,
+            } => (items, map, row, budget),
         };
         loop {
-            match items.next().await {
+            let next = match within(&mut budget, limit, secs, items.next()).await {
+                Ok(next) => next,
+                Err(e) => return Some((Err(e), State::Done)),
+            };
+            match next {
                 None if map.is_none() => {
                     // Not even column metadata: the query returned no result set at all
                     // (a procedure branch without SELECT, only SET statements…). An empty
@@ -344,7 +638,15 @@ fn async_stream<'a>(
                     };
                     row += 1;
                     return match result {
-                        Ok(order) => Some((Ok(order), State::Reading { items, map, row })),
+                        Ok(order) => Some((
+                            Ok(order),
+                            State::Reading {
+                                items,
+                                map,
+                                row,
+                                budget,
+                            },
+                        )),
                         Err(e) => Some((Err(e), State::Done)),
                     };
                 }

@@ -26,6 +26,9 @@ Usage: sync-app <command> [options]
 Commands:
   demo                 first run: SQLite file, an in-process fake ERP, the web UI, a sync every 30 s
   serve                the web UI and the recurring sync every SYNC_INTERVAL
+  check                the preflight: connects with MSSQL_URL, prints the server's version, the TLS,
+                         the login and database, runs SOURCE_QUERY for 5 rows and judges every column;
+                         writes nothing; exit 0 when a sync would work, 1 when not
   sync                 one sync now; exit 0 on success, 1 on error
   migrate              create or upgrade the tables
   prune [DAYS]         delete runs older than DAYS days (default 30)
@@ -111,7 +114,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         }
     }
     let command = command.ok_or_else(|| "no command given".to_string())?;
-    const COMMANDS: [&str; 6] = ["demo", "serve", "sync", "migrate", "prune", "fake-erp"];
+    const COMMANDS: [&str; 7] = ["demo", "serve", "check", "sync", "migrate", "prune", "fake-erp"];
     if !COMMANDS.contains(&command.as_str()) {
         return Err(format!("unknown command `{command}`"));
     }
@@ -201,6 +204,12 @@ mod tests {
         assert_eq!(cli.option("--fail"), Some("drop-after:3"));
         assert!(cli.switch("--evolve"));
         assert_eq!(parse(&args("prune 7")).unwrap().args, vec!["7"]);
+        let check = parse(&args("check --source-query x")).unwrap();
+        assert_eq!((check.command.as_str(), check.env["SOURCE_QUERY"].as_str()), ("check", "x"));
+        assert_eq!(
+            parse(&args("check --orders 5")).unwrap_err(),
+            "unknown option --orders for `check`"
+        );
         assert_eq!(
             parse(&args("frobnicate")).unwrap_err(),
             "unknown command `frobnicate`"

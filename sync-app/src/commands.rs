@@ -91,6 +91,20 @@ async fn reap(logger: &JobLogger) {
     }
 }
 
+/// `sync-app check`: the preflight. Prints the report ([`crate::check`]) and returns whether
+/// a sync would work (exit 0 / 1); a missing or malformed `MSSQL_URL` is a configuration
+/// error (exit 2). The local database is not opened.
+pub async fn check(settings: &Settings) -> anyhow::Result<bool> {
+    let source = source(settings)?;
+    let (query, default_query) = match &settings.source_query {
+        Some(q) => (q.as_str(), false),
+        None => (DEFAULT_SOURCE_QUERY, true),
+    };
+    let report = crate::check::run(&source, query, default_query).await;
+    print!("{report}");
+    Ok(report.ok())
+}
+
 /// `sync-app sync`: one sync now. `Ok(true)` on success; on failure the cause chain is
 /// printed and `Ok(false)` returned (exit code 1).
 pub async fn sync(settings: &Settings) -> anyhow::Result<bool> {

@@ -4,6 +4,7 @@
 //! The binary (`src/main.rs`) is a thin command line over these modules:
 //!
 //! - [`cli`] and [`commands`]: the command line and what each command does.
+//! - [`check`]: `sync-app check`, the preflight against `MSSQL_URL` and `SOURCE_QUERY`.
 //! - [`configuration`]: settings from the environment and flags.
 //! - [`database`]: the local database, joblog's and sync-app's migrations.
 //! - [`erp`]: the source — SQL Server through tiberius, rows mapped by column name.
@@ -13,6 +14,7 @@
 //! - [`web`]: the run pages, the Open Orders page and `/healthz`, behind Basic auth.
 //! - [`fake_erp`]: a SQL Server look-alike speaking TDS, for tests, benchmarks and the demo.
 
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod configuration;

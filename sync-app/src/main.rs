@@ -43,6 +43,11 @@ async fn main() -> ExitCode {
     let result = match cli.command.as_str() {
         "migrate" => commands::migrate(&settings).await,
         "prune" => commands::prune(&settings, cli.args.first().map(String::as_str)).await,
+        "check" => match commands::check(&settings).await {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         "sync" => match commands::sync(&settings).await {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::FAILURE,

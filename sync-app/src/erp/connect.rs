@@ -143,36 +143,44 @@ pub(crate) async fn tcp(
     })
 }
 
+/// PRELOGIN `ENCRYPTION` request: encryption for the login only.
+pub(crate) const ENCRYPT_OFF: u8 = 0;
+/// PRELOGIN `ENCRYPTION` request: encryption for everything.
+pub(crate) const ENCRYPT_ON: u8 = 1;
+
 /// Sends a PRELOGIN asking for no encryption (`OFF`) and returns the server's answer
 /// (`OFF` 0, `ON` 1, `NOT_SUP` 2, `REQ` 3), then closes the connection.
 pub(crate) async fn prelogin_encryption(mut tcp: TcpStream, deadline: Option<Instant>) -> io::Result<u8> {
-    // Options: VERSION (6 bytes) and ENCRYPTION (1 byte), then the terminator.
-    let mut payload = vec![0x00, 0, 11, 0, 6, 0x01, 0, 17, 0, 1, 0xFF];
-    payload.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // client version
-    payload.push(0); // ENCRYPT_OFF
-    let total = (8 + payload.len()) as u16;
-    let mut packet = vec![0x12, 0x01, (total >> 8) as u8, total as u8, 0, 0, 1, 0];
-    packet.extend_from_slice(&payload);
     // The probe is short: give it at most 5 s of the Connect Timeout.
     let cap = Instant::now() + Duration::from_secs(5);
     let deadline = Some(deadline.map_or(cap, |d| d.min(cap)));
-    until(deadline, async {
-        tcp.write_all(&packet).await?;
-        let mut header = [0u8; 8];
-        tcp.read_exact(&mut header).await?;
-        let len = u16::from_be_bytes([header[2], header[3]]) as usize;
-        let mut body = vec![0u8; len.saturating_sub(8)];
-        tcp.read_exact(&mut body).await?;
-        let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed PRELOGIN answer");
-        let mut i = 0;
-        while i + 5 <= body.len() && body[i] != 0xFF {
-            let (token, offset) = (body[i], u16::from_be_bytes([body[i + 1], body[i + 2]]) as usize);
-            if token == 0x01 {
-                return body.get(offset).copied().ok_or_else(bad);
-            }
-            i += 5;
+    until(deadline, prelogin(&mut tcp, ENCRYPT_OFF)).await
+}
+
+/// One PRELOGIN exchange on a fresh connection: asks for `encryption` and returns the
+/// server's `ENCRYPTION` answer. The connection stays open (a TLS handshake may follow).
+pub(crate) async fn prelogin(tcp: &mut TcpStream, encryption: u8) -> io::Result<u8> {
+    // Options: VERSION (6 bytes) and ENCRYPTION (1 byte), then the terminator.
+    let mut payload = vec![0x00, 0, 11, 0, 6, 0x01, 0, 17, 0, 1, 0xFF];
+    payload.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // client version
+    payload.push(encryption);
+    let total = (8 + payload.len()) as u16;
+    let mut packet = vec![0x12, 0x01, (total >> 8) as u8, total as u8, 0, 0, 1, 0];
+    packet.extend_from_slice(&payload);
+    tcp.write_all(&packet).await?;
+    let mut header = [0u8; 8];
+    tcp.read_exact(&mut header).await?;
+    let len = u16::from_be_bytes([header[2], header[3]]) as usize;
+    let mut body = vec![0u8; len.saturating_sub(8)];
+    tcp.read_exact(&mut body).await?;
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed PRELOGIN answer");
+    let mut i = 0;
+    while i + 5 <= body.len() && body[i] != 0xFF {
+        let (token, offset) = (body[i], u16::from_be_bytes([body[i + 1], body[i + 2]]) as usize);
+        if token == 0x01 {
+            return body.get(offset).copied().ok_or_else(bad);
         }
-        Err(bad())
-    })
-    .await
+        i += 5;
+    }
+    Err(bad())
 }

@@ -162,12 +162,7 @@ impl ColumnMap {
     pub fn resolve(columns: &[Column]) -> Result<Self, RowError> {
         let mut sources: [Option<Source>; FIELDS.len()] = std::array::from_fn(|_| None);
         for (slot, field) in sources.iter_mut().zip(FIELDS.iter()) {
-            let found = columns.iter().position(|c| {
-                c.name().eq_ignore_ascii_case(field.name)
-                    || aliases(field.name)
-                        .iter()
-                        .any(|a| c.name().eq_ignore_ascii_case(a))
-            });
+            let found = column_for(columns, field);
             if found.is_none() && !field.nullable {
                 let names: Vec<&str> = columns.iter().map(Column::name).collect();
                 return Err(RowError {
@@ -268,6 +263,211 @@ impl ColumnMap {
             erp_modified_at: cells.opt(18, date_time)?,
         })
     }
+}
+
+/// The column a field is read from: the first whose name is the field's (or an alias),
+/// case-insensitively.
+fn column_for(columns: &[Column], field: &Field) -> Option<usize> {
+    columns.iter().position(|c| {
+        c.name().eq_ignore_ascii_case(field.name)
+            || aliases(field.name)
+                .iter()
+                .any(|a| c.name().eq_ignore_ascii_case(a))
+    })
+}
+
+/// How one column of the source's result fares against the record (`sync-app check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnCheck {
+    /// The column's name as the result gives it.
+    pub column: String,
+    /// Its SQL type as refusals name it (`int`, `nvarchar`, `money`…).
+    pub sql_type: String,
+    /// The record field it feeds; `None`: no field takes it, the sync ignores it.
+    pub field: Option<&'static str>,
+    /// `None`: its type and every sample value convert. Otherwise the refusal as the sync
+    /// words it — the SQL type in parentheses, then what is wrong and the `CAST` that fixes
+    /// it where one does.
+    pub refusal: Option<String>,
+    /// The 0-based sample row whose value was refused; `None` when the type itself is.
+    pub row: Option<usize>,
+}
+
+/// A result's columns judged against the open-order record, by [`check_columns`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultCheck {
+    /// Every column of the result, in its order.
+    pub columns: Vec<ColumnCheck>,
+    /// Required fields that no column provides: the sync fails before any row.
+    pub missing: Vec<&'static str>,
+    /// Optional fields that no column provides: they stay NULL.
+    pub absent: Vec<&'static str>,
+}
+
+impl ResultCheck {
+    /// Whether every field the sync needs is there and nothing was refused.
+    pub fn ok(&self) -> bool {
+        self.missing.is_empty() && self.columns.iter().all(|c| c.refusal.is_none())
+    }
+}
+
+/// Judges each column of a result with the conversions [`ColumnMap::map`] uses: first its
+/// type alone (a NULL of that type), then its value in each of `rows` (a NULL in a
+/// required field is refused too). Columns are matched to fields as
+/// [`ColumnMap::resolve`] matches them; unlike it, every missing field is reported.
+pub fn check_columns(columns: &[Column], rows: &[Row]) -> ResultCheck {
+    let mut fields: Vec<Option<&'static Field>> = vec![None; columns.len()];
+    let (mut missing, mut absent) = (Vec::new(), Vec::new());
+    for field in FIELDS.iter() {
+        match column_for(columns, field) {
+            Some(index) => fields[index] = Some(field),
+            None if field.nullable => absent.push(field.name),
+            None => missing.push(field.name),
+        }
+    }
+    let checks = columns
+        .iter()
+        .enumerate()
+        .map(|(index, column)| {
+            let ty = column.column_type();
+            let samples: Vec<Option<&ColumnData<'static>>> =
+                rows.iter().map(|r| r.get_column_data(index).ok()).collect();
+            let probe = null_of(ty);
+            // Name the type from a value where the type alone is ambiguous (Intn…).
+            let shown = samples
+                .iter()
+                .flatten()
+                .find(|d| !is_null(d))
+                .copied()
+                .or(samples.iter().flatten().next().copied())
+                .or(probe.as_ref());
+            let sql_type = match shown {
+                Some(data) => sql_type(ty, data).to_owned(),
+                None => "sql_variant".to_owned(),
+            };
+            let mut check = ColumnCheck {
+                column: column.name().to_owned(),
+                sql_type,
+                field: fields[index].map(|f| f.name),
+                refusal: None,
+                row: None,
+            };
+            let Some(field) = fields[index] else {
+                return check;
+            };
+            let source = Source {
+                index,
+                name: column.name().to_owned(),
+                ty,
+                charset: if single_byte_text(ty) {
+                    Charset::Unknown
+                } else {
+                    Charset::Unicode
+                },
+            };
+            // The mapping of the same rows logs the UTF-8 recognition; not twice.
+            let noticed = AtomicBool::new(true);
+            let judge = |data: &ColumnData<'static>| {
+                let cell = Cell {
+                    data,
+                    source: &source,
+                    field,
+                    noticed: &noticed,
+                };
+                converts(&cell)
+            };
+            if let Some(Err(refusal)) = probe.as_ref().map(judge) {
+                check.refusal = Some(refusal);
+                return check;
+            }
+            for (row, data) in samples.iter().enumerate() {
+                let Some(data) = data else { continue };
+                let refusal = match judge(data) {
+                    Err(refusal) => refusal,
+                    Ok(false) if !field.nullable => "is NULL where a value is required".to_owned(),
+                    Ok(_) => continue,
+                };
+                check.refusal = Some(refusal);
+                check.row = Some(row);
+                break;
+            }
+            check
+        })
+        .collect();
+    ResultCheck {
+        columns: checks,
+        missing,
+        absent,
+    }
+}
+
+/// Whether the value converts into the cell's field (`Ok(false)`: it is NULL).
+fn converts(c: &Cell<'_>) -> Result<bool, String> {
+    Ok(match c.field.kind {
+        Kind::BigInt => big_int(c)?.is_some(),
+        Kind::Int => int(c)?.is_some(),
+        Kind::Text => text(c)?.is_some(),
+        Kind::Decimal => decimal(c)?.is_some(),
+        Kind::Date => date(c)?.is_some(),
+        Kind::DateTime => date_time(c)?.is_some(),
+        Kind::Bool => boolean(c)?.is_some(),
+    })
+}
+
+fn is_null(data: &ColumnData<'_>) -> bool {
+    match data {
+        ColumnData::U8(v) => v.is_none(),
+        ColumnData::I16(v) => v.is_none(),
+        ColumnData::I32(v) => v.is_none(),
+        ColumnData::I64(v) => v.is_none(),
+        ColumnData::F32(v) => v.is_none(),
+        ColumnData::F64(v) => v.is_none(),
+        ColumnData::Bit(v) => v.is_none(),
+        ColumnData::String(v) => v.is_none(),
+        ColumnData::Guid(v) => v.is_none(),
+        ColumnData::Binary(v) => v.is_none(),
+        ColumnData::Numeric(v) => v.is_none(),
+        ColumnData::Xml(v) => v.is_none(),
+        ColumnData::DateTime(v) => v.is_none(),
+        ColumnData::SmallDateTime(v) => v.is_none(),
+        ColumnData::Time(v) => v.is_none(),
+        ColumnData::Date(v) => v.is_none(),
+        ColumnData::DateTime2(v) => v.is_none(),
+        ColumnData::DateTimeOffset(v) => v.is_none(),
+    }
+}
+
+/// A NULL as tiberius decodes one of a column of this type; `None` for `sql_variant`,
+/// whose values carry their own types.
+fn null_of(ty: ColumnType) -> Option<ColumnData<'static>> {
+    Some(match ty {
+        ColumnType::Bit | ColumnType::Bitn => ColumnData::Bit(None),
+        ColumnType::Int1 => ColumnData::U8(None),
+        ColumnType::Int2 => ColumnData::I16(None),
+        ColumnType::Int4 | ColumnType::Intn | ColumnType::Null => ColumnData::I32(None),
+        ColumnType::Int8 => ColumnData::I64(None),
+        ColumnType::Float4 => ColumnData::F32(None),
+        ColumnType::Float8 | ColumnType::Floatn | ColumnType::Money | ColumnType::Money4 => ColumnData::F64(None),
+        ColumnType::Datetime | ColumnType::Datetimen => ColumnData::DateTime(None),
+        ColumnType::Datetime4 => ColumnData::SmallDateTime(None),
+        ColumnType::Guid => ColumnData::Guid(None),
+        ColumnType::Decimaln | ColumnType::Numericn => ColumnData::Numeric(None),
+        ColumnType::Daten => ColumnData::Date(None),
+        ColumnType::Timen => ColumnData::Time(None),
+        ColumnType::Datetime2 => ColumnData::DateTime2(None),
+        ColumnType::DatetimeOffsetn => ColumnData::DateTimeOffset(None),
+        ColumnType::BigVarChar
+        | ColumnType::BigChar
+        | ColumnType::NVarchar
+        | ColumnType::NChar
+        | ColumnType::Text
+        | ColumnType::NText => ColumnData::String(None),
+        ColumnType::Xml => ColumnData::Xml(None),
+        ColumnType::BigVarBin | ColumnType::BigBinary | ColumnType::Image | ColumnType::Udt => {
+            ColumnData::Binary(None)
+        }
+        ColumnType::SSVariant => return None,
+    })
 }
 
 /// `char`, `varchar` and `text`: single-byte text tiberius decodes with a code page.

@@ -7,6 +7,7 @@
 
 pub mod ado;
 pub mod browser;
+pub mod certificate;
 mod connect;
 pub mod mapping;
 
@@ -20,6 +21,7 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use crate::open_orders::OpenOrder;
 pub use ado::{AdoSettings, Login, Timeouts};
+pub use certificate::{ServerCertificate, fetch_server_certificate};
 pub use mapping::{ColumnMap, RowError};
 
 /// The documented default `SOURCE_QUERY`: the open-order view, columns by name.
@@ -43,18 +45,20 @@ pub enum SourceError {
         reason: String,
     },
     /// The server's TLS certificate was not trusted.
-    #[error(
-        "the TLS certificate of SQL Server {server} was not trusted: {reason}. Trust exactly that certificate \
-         with `Server Certificate=PATH` (its PEM or DER file), or skip the check with `TrustServerCertificate=true` \
-         (only on a network you trust){hint}"
-    )]
+    #[error("{}", certificate_message(.server, .reason, .hint, .expected_name, .certificate.as_deref()))]
     Certificate {
         /// host/database.
         server: String,
         /// What the TLS library said (the certificate's problem).
         reason: String,
-        /// A further hint (HostNameInCertificate), or nothing.
+        /// A further hint (HostNameInCertificate), or nothing; used when the certificate
+        /// could not be fetched.
         hint: &'static str,
+        /// The name the certificate was checked against (`HostNameInCertificate`, else the host).
+        expected_name: String,
+        /// The certificate the server presented, fetched over a second connection (`None`
+        /// when that failed or Connect Timeout was used up).
+        certificate: Option<Box<ServerCertificate>>,
     },
     /// The client's and the server's encryption settings do not meet.
     #[error("no encrypted connection to SQL Server {server}: {reason}")]
@@ -117,6 +121,10 @@ pub struct ConnectInfo {
     pub elapsed: Duration,
     /// The address finally connected to (after a redirect, the new one).
     pub addr: String,
+    /// The encryption in force: `Encrypt` as given, except that `Encrypt=false` becomes
+    /// `Plaintext` against a server without TLS and `Mandatory` against one that forces
+    /// encryption (the PRELOGIN probe's answer).
+    pub encryption: ado::Encrypt,
 }
 
 impl ErpSource {
@@ -226,6 +234,7 @@ impl ErpSource {
         let mut config = self.config.clone();
         config.port(port);
         let mut encryption = self.settings.encrypt;
+        let mut in_force = encryption;
         if encryption == ado::Encrypt::Optional {
             // Encrypt=false: TLS for the login only — unless the server has none at all
             // (tiberius fails a client `Off` against a server that answers NOT_SUP), or forces
@@ -239,16 +248,19 @@ impl ErpSource {
                     );
                     config.encryption(EncryptionLevel::NotSupported);
                     encryption = ado::Encrypt::Plaintext;
+                    in_force = encryption;
                 }
                 Ok(connect::ENCRYPT_REQ) => {
                     config = tiberius_config_with(&self.settings, ado::Encrypt::Mandatory);
                     config.port(port);
+                    in_force = ado::Encrypt::Mandatory;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "PRELOGIN probe failed; connecting anyway"),
             }
         }
         let mut addr = server.host_port(port);
+        let mut host = server.host.clone();
         let mut ips = ips;
         for attempt in 0..2 {
             let tcp = connect::tcp(
@@ -272,16 +284,30 @@ impl ErpSource {
                         ConnectInfo {
                             elapsed: started.elapsed(),
                             addr,
+                            encryption: in_force,
                         },
                     ));
                 }
-                Err(tiberius::error::Error::Routing { host, port }) if attempt == 0 => {
-                    ips = connect::resolve(&host, self.settings.ip_preference, deadline).await?;
-                    config.host(&host);
+                Err(tiberius::error::Error::Routing { host: to, port }) if attempt == 0 => {
+                    ips = connect::resolve(&to, self.settings.ip_preference, deadline).await?;
+                    config.host(&to);
                     config.port(port);
-                    addr = format!("{host}:{port}");
+                    addr = format!("{to}:{port}");
+                    host = to;
                 }
-                Err(source) => return Err(self.connect_error(source, encryption, deadline)),
+                Err(source) => {
+                    let expected_name = self.settings.host_name_in_certificate.as_deref().unwrap_or(&host);
+                    let mut error = self.connect_error(source, encryption, deadline, expected_name);
+                    if let SourceError::Certificate { certificate, .. } = &mut error {
+                        let strict = encryption == ado::Encrypt::Strict;
+                        let port = config.get_addr_port();
+                        *certificate = self
+                            .fetch_certificate(&ips, port, expected_name, strict, deadline)
+                            .await
+                            .map(Box::new);
+                    }
+                    return Err(error);
+                }
             }
         }
         Err(SourceError::Unreachable {
@@ -290,11 +316,44 @@ impl ErpSource {
         })
     }
 
+    /// The certificate the server presents, fetched over a connection of its own within
+    /// what is left of Connect Timeout (15 s when it has no limit); `None` if that fails.
+    async fn fetch_certificate(
+        &self,
+        ips: &[std::net::IpAddr],
+        port: u16,
+        sni: &str,
+        strict: bool,
+        deadline: Option<Instant>,
+    ) -> Option<ServerCertificate> {
+        let deadline = deadline.unwrap_or_else(|| Instant::now() + ado::DEFAULT_CONNECT_TIMEOUT);
+        let probe = async {
+            let tcp = connect::tcp(ips, port, self.settings.multi_subnet_failover, Some(deadline))
+                .await
+                .map_err(|e| e.to_string())?;
+            certificate::fetch_over(tcp, sni, strict)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout_at(deadline.into(), probe).await {
+            Ok(Ok(certificate)) => Some(certificate),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "could not fetch the server's certificate for the error message");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("no time left (Connect Timeout) to fetch the server's certificate");
+                None
+            }
+        }
+    }
+
     fn connect_error(
         &self,
         source: tiberius::error::Error,
         encryption: ado::Encrypt,
         deadline: Option<Instant>,
+        expected_name: &str,
     ) -> SourceError {
         use tiberius::error::Error as E;
         let server = self.label.clone();
@@ -316,6 +375,8 @@ impl ErpSource {
                     server,
                     reason,
                     hint: name_hint,
+                    expected_name: expected_name.to_string(),
+                    certificate: None,
                 }
             }
             E::Protocol(msg) if msg.contains("does not allow the requested encryption level") => {
@@ -352,6 +413,57 @@ impl ErpSource {
             _ => SourceError::Login { server, source },
         }
     }
+}
+
+/// The text of [`SourceError::Certificate`]: what was presented (when known), why it was
+/// not trusted, and the keywords that fix it.
+fn certificate_message(
+    server: &str,
+    reason: &str,
+    hint: &str,
+    expected_name: &str,
+    certificate: Option<&ServerCertificate>,
+) -> String {
+    const TRUST_ANYWAY: &str =
+        "or skip the check with `TrustServerCertificate=true` (only on a network you trust)";
+    let Some(cert) = certificate else {
+        return format!(
+            "the TLS certificate of SQL Server {server} was not trusted: {reason}. Trust exactly that certificate \
+             with `Server Certificate=PATH` (its PEM or DER file), {TRUST_ANYWAY}{hint}"
+        );
+    };
+    let trust = if cert.self_signed {
+        "Trust exactly that certificate with `Server Certificate=PATH` (its PEM or DER file)".to_string()
+    } else {
+        format!(
+            "Trust its issuer with `Server Certificate=PATH` (the PEM or DER file of the CA certificate {})",
+            cert.issuer
+        )
+    };
+    let names = if cert.is_valid_for(expected_name) {
+        hint.to_string()
+    } else if let Some(first) = cert.dns_names.first() {
+        format!(
+            "; it is not valid for {expected_name}, only for {}: if it is the right certificate, add \
+             HostNameInCertificate={first}",
+            cert.dns_names.join(", ")
+        )
+    } else {
+        format!(
+            "; it names no host (no subjectAltName), so no host name check passes: only \
+             TrustServerCertificate=true connects to it, or give the server a certificate issued for {expected_name}"
+        )
+    };
+    let reason = match reason {
+        "UnknownIssuer" if cert.self_signed => {
+            "it is self-signed, and not trusted here (UnknownIssuer)".to_string()
+        }
+        "UnknownIssuer" => "its issuer is not a CA trusted here (UnknownIssuer)".to_string(),
+        other => other.to_string(),
+    };
+    format!(
+        "the TLS certificate of SQL Server {server} ({cert}) was not trusted: {reason}. {trust}, {TRUST_ANYWAY}{names}"
+    )
 }
 
 trait AddrPort {
@@ -438,6 +550,17 @@ pub struct ErpConnection {
 }
 
 impl ErpConnection {
+    /// The tiberius client, for statements other than the open-orders query
+    /// (`sync-app check` asks for `@@VERSION`, the login and the database).
+    pub fn client_mut(&mut self) -> &mut Client<Compat<TcpStream>> {
+        &mut self.client
+    }
+
+    /// `Command Timeout` (`None`: no limit).
+    pub fn command_timeout(&self) -> Option<Duration> {
+        self.command_timeout
+    }
+
     /// Runs `query` and yields its rows as open orders, decoded one by one. The stream
     /// ends after the last row or at the first error (a bad row ends it too).
     pub fn stream_open_orders<'a>(

@@ -948,7 +948,10 @@ impl Conn {
             }
             sent += 1;
             unflushed += 1;
-            if self.writer.buffered() >= FLUSH_AT {
+            // Flush soon after a packet boundary, so that little of the open packet has to
+            // move to the buffer's start (with 32 KiB packets that copy was 12 % of the bytes).
+            let buffered = self.writer.buffered();
+            if buffered >= 2 * FLUSH_AT || (buffered >= FLUSH_AT && self.writer.open_len() <= 4096) {
                 self.writer.write_full_packets(&mut self.wr).await?;
                 count_rows(unflushed);
                 unflushed = 0;

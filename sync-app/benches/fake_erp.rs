@@ -269,15 +269,24 @@ async fn tiberius_query(addr: SocketAddr, encrypt: &str) -> Result<u64> {
     Ok(rows)
 }
 
+/// Whether `value` passes the `--only` words of its kind (`kind` lists the words).
+fn selected(only: &[String], kind: &[&str], value: &str) -> bool {
+    let named: Vec<&String> = only.iter().filter(|o| kind.contains(&o.as_str())).collect();
+    named.is_empty() || named.iter().any(|o| o.as_str() == value)
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut rows = 1_000_000u64;
     let mut repeat = 3usize;
+    let mut only: Vec<String> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--rows" => rows = it.next().context("--rows N")?.parse()?,
             "--repeat" => repeat = it.next().context("--repeat R")?.parse()?,
+            // e.g. `--only modern --only required --only raw` (for profiling one line)
+            "--only" => only.push(it.next().context("--only WORD")?.clone()),
             "--bench" => {}
             other => anyhow::bail!("unknown argument {other}"),
         }
@@ -295,6 +304,11 @@ fn main() -> Result<()> {
             (Encryption::Off, false, "DANGER_PLAINTEXT"),
             (Encryption::Required, true, "true"),
         ] {
+            if !selected(&only, &["modern", "classic"], &schema.to_string())
+                || !selected(&only, &["off", "required"], &encryption.to_string())
+            {
+                continue;
+            }
             let server = ServerThread::start(FakeErpConfig {
                 orders: rows,
                 schema,
@@ -302,6 +316,9 @@ fn main() -> Result<()> {
                 ..FakeErpConfig::default()
             })?;
             for client in ["raw", "tiberius"] {
+                if !selected(&only, &["raw", "tiberius"], client) {
+                    continue;
+                }
                 let mut best: Option<(Duration, Duration, u64)> = None;
                 let mut rss = 0.0;
                 for _ in 0..repeat {

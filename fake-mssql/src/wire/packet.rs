@@ -143,6 +143,12 @@ impl PacketWriter {
         self.buf.len()
     }
 
+    /// Bytes in the packet being filled (header included; 0 when none is open): what
+    /// [`write_full_packets`](Self::write_full_packets) has to move to the buffer's start.
+    pub(crate) fn open_len(&self) -> usize {
+        if self.open { self.buf.len() - self.start } else { 0 }
+    }
+
     fn open_packet(&mut self) {
         self.start = self.buf.len();
         self.buf.extend_from_slice(&[0; HEADER_LEN]);

@@ -83,7 +83,11 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Binds the listener (port 0 for any free port), and generates a self-signed
     /// certificate unless encryption is off or one is configured.
-    pub async fn bind(addr: SocketAddr, config: ServerConfig, handler: impl Handler) -> Result<Server, Error> {
+    pub async fn bind(
+        addr: SocketAddr,
+        config: ServerConfig,
+        handler: impl Handler,
+    ) -> Result<Server, Error> {
         let identity = match (&config.identity, config.encryption) {
             (_, Encryption::Off) => None,
             (Some(identity), _) => Some(identity.clone()),

@@ -317,7 +317,14 @@ async fn log_in(
     token::put_info(&mut out, tds, 5701, 2, &msg, server);
     token::put_envchange_bytes(&mut out, ENV_COLLATION, &COLLATION, &[]);
     token::put_envchange(&mut out, ENV_LANGUAGE, "us_english", "");
-    token::put_info(&mut out, tds, 5703, 1, "Changed language setting to us_english.", server);
+    token::put_info(
+        &mut out,
+        tds,
+        5703,
+        1,
+        "Changed language setting to us_english.",
+        server,
+    );
     let fedauth = login.fedauth_token.is_some();
     if tds >= TdsVersion::V7_4 && (fedauth || login.utf8_support) {
         token::put_featureextack(&mut out, fedauth, login.utf8_support);
@@ -560,7 +567,12 @@ impl Conn {
     }
 
     fn put_error(&mut self, e: &SqlError) {
-        token::put_error(&mut self.scratch, self.info.tds_version, e, &self.shared.config.server_name);
+        token::put_error(
+            &mut self.scratch,
+            self.info.tds_version,
+            e,
+            &self.shared.config.server_name,
+        );
     }
 
     async fn rpc(&mut self, payload: &[u8]) -> io::Result<Flow> {
@@ -571,13 +583,19 @@ impl Conn {
                 let e = SqlError::new(
                     8009,
                     16,
-                    format!("The incoming tabular data stream (TDS) remote procedure call (RPC) protocol stream is incorrect. {e}"),
+                    format!(
+                        "The incoming tabular data stream (TDS) remote procedure call (RPC) protocol stream is incorrect. {e}"
+                    ),
                 );
                 return self.rpc_error(&e).await;
             }
         };
         if !rpc.proc.is_sp_executesql() {
-            let e = SqlError::new(2812, 16, format!("Could not find stored procedure '{}'.", rpc.proc));
+            let e = SqlError::new(
+                2812,
+                16,
+                format!("Could not find stored procedure '{}'.", rpc.proc),
+            );
             return self.rpc_error(&e).await;
         }
         let statement = match rpc.params.first().map(|p| &p.value) {
@@ -608,7 +626,13 @@ impl Conn {
         self.scratch.clear();
         self.put_error(e);
         token::put_return_status(&mut self.scratch, 1);
-        token::put_done_proc(&mut self.scratch, self.info.tds_version, DONE_ERROR, CMD_EXECUTE, 0);
+        token::put_done_proc(
+            &mut self.scratch,
+            self.info.tds_version,
+            DONE_ERROR,
+            CMD_EXECUTE,
+            0,
+        );
         self.send_scratch().await?;
         Ok(Flow::Continue)
     }
@@ -636,7 +660,9 @@ impl Conn {
             Outcome::Failed | Outcome::Next => {
                 let error = if outcome == Outcome::Failed { DONE_ERROR } else { 0 };
                 match via {
-                    Via::Batch if !wrote_done => token::put_done(&mut self.scratch, self.info.tds_version, error, CMD_NONE, 0),
+                    Via::Batch if !wrote_done => {
+                        token::put_done(&mut self.scratch, self.info.tds_version, error, CMD_NONE, 0)
+                    }
                     Via::Batch => {}
                     Via::Rpc => {
                         token::put_return_status(&mut self.scratch, i32::from(error != 0));
@@ -650,7 +676,13 @@ impl Conn {
     }
 
     /// Runs one statement. Returns how it ended and whether it wrote the batch's final DONE.
-    async fn statement(&mut self, sql: &str, params: &[Param], via: Via, last: bool) -> io::Result<(Outcome, bool)> {
+    async fn statement(
+        &mut self,
+        sql: &str,
+        params: &[Param],
+        via: Via,
+        last: bool,
+    ) -> io::Result<(Outcome, bool)> {
         let server = self.shared.config.server_name.clone();
         match statements::classify(sql) {
             Statement::Set { nocount, fmtonly } => {
@@ -716,7 +748,11 @@ impl Conn {
                 self.shared.stats.inner.queries.fetch_add(1, Ordering::Relaxed);
                 match self.shared.config.fault {
                     Some(Fault::Sql) => {
-                        let e = SqlError::new(50_000, 16, "The statement failed: fault injected by fake-mssql (sql).");
+                        let e = SqlError::new(
+                            50_000,
+                            16,
+                            "The statement failed: fault injected by fake-mssql (sql).",
+                        );
                         return self.fail(&e, via, last);
                     }
                     Some(Fault::Stall) => {
@@ -755,10 +791,22 @@ impl Conn {
         debug!(number = e.number, message = %e.message, "statement failed");
         self.put_error(e);
         if via == Via::Batch {
-            token::put_done(&mut self.scratch, self.info.tds_version, DONE_ERROR, CMD_SELECT, 0);
+            token::put_done(
+                &mut self.scratch,
+                self.info.tds_version,
+                DONE_ERROR,
+                CMD_SELECT,
+                0,
+            );
             return Ok((Outcome::Failed, true));
         }
-        token::put_done_in_proc(&mut self.scratch, self.info.tds_version, DONE_ERROR | DONE_MORE, CMD_SELECT, 0);
+        token::put_done_in_proc(
+            &mut self.scratch,
+            self.info.tds_version,
+            DONE_ERROR | DONE_MORE,
+            CMD_SELECT,
+            0,
+        );
         Ok((Outcome::Failed, false))
     }
 
@@ -770,9 +818,21 @@ impl Conn {
         match via {
             Via::Batch => {
                 let more = if last { 0 } else { DONE_MORE };
-                token::put_done(&mut self.scratch, self.info.tds_version, status | more | inxact, cmd, rows);
+                token::put_done(
+                    &mut self.scratch,
+                    self.info.tds_version,
+                    status | more | inxact,
+                    cmd,
+                    rows,
+                );
             }
-            Via::Rpc => token::put_done_in_proc(&mut self.scratch, self.info.tds_version, status | DONE_MORE | inxact, cmd, rows),
+            Via::Rpc => token::put_done_in_proc(
+                &mut self.scratch,
+                self.info.tds_version,
+                status | DONE_MORE | inxact,
+                cmd,
+                rows,
+            ),
         }
     }
 
@@ -852,7 +912,10 @@ impl Conn {
                 Scalar::DbName => text(&info.database),
                 Scalar::UserName => text(&info.user),
                 Scalar::SchemaName => text("dbo"),
-                Scalar::Now => (SqlType::DateTime, Value::DateTime(chrono::Local::now().naive_local())),
+                Scalar::Now => (
+                    SqlType::DateTime,
+                    Value::DateTime(chrono::Local::now().naive_local()),
+                ),
                 Scalar::UtcNow => (SqlType::DateTime, Value::DateTime(chrono::Utc::now().naive_utc())),
                 Scalar::ServerProperty(name) => {
                     let value = match name.as_str() {
@@ -870,7 +933,16 @@ impl Conn {
                 }
                 Scalar::Int(n) => match i32::try_from(*n) {
                     Ok(_) => (SqlType::Int, Value::Int(*n)),
-                    Err(_) => (SqlType::Decimal { precision: 19, scale: 0 }, Value::Decimal { mantissa: i128::from(*n), scale: 0 }),
+                    Err(_) => (
+                        SqlType::Decimal {
+                            precision: 19,
+                            scale: 0,
+                        },
+                        Value::Decimal {
+                            mantissa: i128::from(*n),
+                            scale: 0,
+                        },
+                    ),
                 },
                 Scalar::Str { text, unicode: true } => (
                     SqlType::NVarChar {
@@ -938,7 +1010,7 @@ impl Conn {
                     row.finish();
                     true
                 } else {
-                    drop(row);
+                    // Nothing written but (possibly) the row token: take it back.
                     buf.truncate(before);
                     false
                 }

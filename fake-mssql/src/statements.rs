@@ -202,8 +202,16 @@ pub(crate) fn classify(stmt: &str) -> Statement<'_> {
         "ROLLBACK" => Statement::Rollback { only_if_open: false },
         "SAVE" => Statement::Save,
         "IF" => {
-            let compact: String = stmt.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_uppercase();
-            for prefix in ["IF @@TRANCOUNT > 0 ", "IF @@TRANCOUNT>0 ", "IF (@@TRANCOUNT > 0) "] {
+            let compact: String = stmt
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_ascii_uppercase();
+            for prefix in [
+                "IF @@TRANCOUNT > 0 ",
+                "IF @@TRANCOUNT>0 ",
+                "IF (@@TRANCOUNT > 0) ",
+            ] {
                 if let Some(rest) = compact.strip_prefix(prefix) {
                     if rest.starts_with("COMMIT") {
                         return Statement::Commit { only_if_open: true };
@@ -281,14 +289,20 @@ fn scalar_item(item: &str) -> Option<(Scalar, String)> {
 fn is_alias(text: &str) -> bool {
     let t = text.trim();
     let quoted = |open: char, close: char| {
-        t.len() >= 2 && t.starts_with(open) && t.ends_with(close) && !t[1..t.len() - 1].replace(close.to_string().repeat(2).as_str(), "").contains(close)
+        t.len() >= 2
+            && t.starts_with(open)
+            && t.ends_with(close)
+            && !t[1..t.len() - 1]
+                .replace(close.to_string().repeat(2).as_str(), "")
+                .contains(close)
     };
     if quoted('[', ']') || quoted('"', '"') || quoted('\'', '\'') {
         return true;
     }
     !t.is_empty()
         && !t.starts_with(|c: char| c.is_ascii_digit() || c == '@')
-        && t.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '#' | '$'))
+        && t.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '#' | '$'))
 }
 
 fn scalar(expr: &str) -> Option<Scalar> {
@@ -357,7 +371,11 @@ mod tests {
         );
         assert_eq!(
             split_batch("SET ARITHABORT ON;SET CONCAT_NULL_YIELDS_NULL ON;SET TEXTSIZE 2147483647;"),
-            vec!["SET ARITHABORT ON", "SET CONCAT_NULL_YIELDS_NULL ON", "SET TEXTSIZE 2147483647"]
+            vec![
+                "SET ARITHABORT ON",
+                "SET CONCAT_NULL_YIELDS_NULL ON",
+                "SET TEXTSIZE 2147483647"
+            ]
         );
         assert_eq!(
             split_batch("select x from t where y in (select 1; ) -- a;b\n"),

@@ -200,7 +200,11 @@ impl<S> PreloginFramed<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for PreloginFramed<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if !this.unread.is_empty() {
             let n = this.unread.len().min(buf.remaining());
@@ -280,7 +284,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for PreloginFramed<S> {
             const MAX_PAYLOAD: usize = 4096 - HEADER_LEN;
             let chunks = this.pending.len().div_ceil(MAX_PAYLOAD);
             for (i, chunk) in this.pending.chunks(MAX_PAYLOAD).enumerate() {
-                let status = if i + 1 == chunks { STATUS_EOM } else { STATUS_NORMAL };
+                let status = if i + 1 == chunks {
+                    STATUS_EOM
+                } else {
+                    STATUS_NORMAL
+                };
                 let len = (chunk.len() + HEADER_LEN) as u16;
                 this.out.push(PKT_PRELOGIN);
                 this.out.push(status);

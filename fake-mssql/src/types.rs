@@ -155,7 +155,11 @@ pub struct Column {
 impl Column {
     /// A NOT NULL column.
     pub fn new(name: impl Into<Cow<'static, str>>, ty: SqlType) -> Self {
-        Column { name: name.into(), ty, nullable: false }
+        Column {
+            name: name.into(),
+            ty,
+            nullable: false,
+        }
     }
 
     /// Makes the column nullable.
@@ -378,7 +382,11 @@ enum Kind {
     /// Integer of this many bytes (1, 2, 4, 8).
     Int(u8),
     Bit,
-    Decimal { precision: u8, scale: u8, len: u8 },
+    Decimal {
+        precision: u8,
+        scale: u8,
+        len: u8,
+    },
     /// Money of this many bytes (8 or 4).
     Money(u8),
     /// Float of this many bytes (4 or 8).
@@ -442,7 +450,15 @@ fn string_col(
             }
         }
     };
-    StrCol { type_byte, enc, form, max, pad: pad && form == Form::Short, collation, temporal: TextTemporal::Any }
+    StrCol {
+        type_byte,
+        enc,
+        form,
+        max,
+        pad: pad && form == Form::Short,
+        collation,
+        temporal: TextTemporal::Any,
+    }
 }
 
 fn coll_enc(c: Collation) -> Enc {
@@ -455,7 +471,14 @@ fn coll_enc(c: Collation) -> Enc {
 fn col_enc(col: &Column, tds: TdsVersion) -> ColEnc {
     let n = col.nullable;
     let downlevel_text = |chars: u16, temporal: TextTemporal| {
-        let mut s = string_col(NVARCHAR, Enc::Utf16, Some(chars as u32 * 2), false, COLLATION_CP1252, tds);
+        let mut s = string_col(
+            NVARCHAR,
+            Enc::Utf16,
+            Some(chars as u32 * 2),
+            false,
+            COLLATION_CP1252,
+            tds,
+        );
         s.temporal = temporal;
         Kind::Str(s)
     };
@@ -466,9 +489,16 @@ fn col_enc(col: &Column, tds: TdsVersion) -> ColEnc {
         SqlType::BigInt => Kind::Int(8),
         SqlType::Bit => Kind::Bit,
         SqlType::Decimal { precision, scale } => {
-            debug_assert!((1..=38).contains(&precision) && scale <= precision, "bad decimal({precision},{scale})");
+            debug_assert!(
+                (1..=38).contains(&precision) && scale <= precision,
+                "bad decimal({precision},{scale})"
+            );
             let precision = precision.clamp(1, 38);
-            Kind::Decimal { precision, scale: scale.min(precision), len: decimal_len(precision) }
+            Kind::Decimal {
+                precision,
+                scale: scale.min(precision),
+                len: decimal_len(precision),
+            }
         }
         SqlType::Money => Kind::Money(8),
         SqlType::SmallMoney => Kind::Money(4),
@@ -493,9 +523,14 @@ fn col_enc(col: &Column, tds: TdsVersion) -> ColEnc {
             let s = scale.min(7);
             downlevel_text(26 + frac_len(s), TextTemporal::Dto(s))
         }
-        SqlType::Char { len, collation } => {
-            Kind::Str(string_col(BIGCHAR, coll_enc(collation), Some(len as u32), true, collation.wire_bytes(), tds))
-        }
+        SqlType::Char { len, collation } => Kind::Str(string_col(
+            BIGCHAR,
+            coll_enc(collation),
+            Some(len as u32),
+            true,
+            collation.wire_bytes(),
+            tds,
+        )),
         SqlType::VarChar { len, collation } => Kind::Str(string_col(
             BIGVARCHAR,
             coll_enc(collation),
@@ -504,9 +539,14 @@ fn col_enc(col: &Column, tds: TdsVersion) -> ColEnc {
             collation.wire_bytes(),
             tds,
         )),
-        SqlType::NChar { len } => {
-            Kind::Str(string_col(NCHAR, Enc::Utf16, Some(len as u32 * 2), true, COLLATION_CP1252, tds))
-        }
+        SqlType::NChar { len } => Kind::Str(string_col(
+            NCHAR,
+            Enc::Utf16,
+            Some(len as u32 * 2),
+            true,
+            COLLATION_CP1252,
+            tds,
+        )),
         SqlType::NVarChar { len } => Kind::Str(string_col(
             NVARCHAR,
             Enc::Utf16,
@@ -519,16 +559,29 @@ fn col_enc(col: &Column, tds: TdsVersion) -> ColEnc {
     };
     let null_len = match kind {
         Kind::Int(_) | Kind::Bit | Kind::Money(_) | Kind::Float(_) | Kind::DateTime | Kind::SmallDateTime => {
-            if n { 1 } else { 0 }
+            if n {
+                1
+            } else {
+                0
+            }
         }
-        Kind::Decimal { .. } | Kind::Date | Kind::Time(_) | Kind::DateTime2(_) | Kind::Dto(_) | Kind::Guid => 1,
+        Kind::Decimal { .. }
+        | Kind::Date
+        | Kind::Time(_)
+        | Kind::DateTime2(_)
+        | Kind::Dto(_)
+        | Kind::Guid => 1,
         Kind::Str(s) => match s.form {
             Form::Short => 2,
             Form::Plp => 8,
             Form::Legacy => 1,
         },
     };
-    ColEnc { kind, nullable: n, null_len }
+    ColEnc {
+        kind,
+        nullable: n,
+        null_len,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -600,7 +653,14 @@ impl RowEncoder {
     pub fn row<'a>(&'a mut self, out: &'a mut Vec<u8>) -> RowWriter<'a> {
         out.push(TOKEN_ROW);
         let start = out.len();
-        RowWriter { enc: self, out, start, idx: 0, null_bytes: 0, any_null: false }
+        RowWriter {
+            enc: self,
+            out,
+            start,
+            idx: 0,
+            null_bytes: 0,
+            any_null: false,
+        }
     }
 
     /// The columns this encoder was built for.
@@ -631,7 +691,11 @@ fn put_type_info(out: &mut Vec<u8>, c: &ColEnc, tds: TdsVersion) {
                 out.push(BIT);
             }
         }
-        Kind::Decimal { precision, scale, len } => out.extend_from_slice(&[DECIMALN, len, precision, scale]),
+        Kind::Decimal {
+            precision,
+            scale,
+            len,
+        } => out.extend_from_slice(&[DECIMALN, len, precision, scale]),
         Kind::Money(size) => {
             if n {
                 out.extend_from_slice(&[MONEYN, size]);
@@ -674,7 +738,11 @@ fn put_type_info(out: &mut Vec<u8>, c: &ColEnc, tds: TdsVersion) {
                 }
                 Form::Legacy => {
                     // LONG max length: 2^31-1 bytes for TEXT, 2^30-1 characters for NTEXT.
-                    let max: u32 = if s.type_byte == NTEXT { 0x7FFF_FFFE } else { 0x7FFF_FFFF };
+                    let max: u32 = if s.type_byte == NTEXT {
+                        0x7FFF_FFFE
+                    } else {
+                        0x7FFF_FFFF
+                    };
                     out.extend_from_slice(&max.to_le_bytes());
                     out.extend_from_slice(&s.collation);
                     // TableName: US_VARCHAR up to 7.1, B_BYTE part count + US_VARCHARs from 7.2.
@@ -728,7 +796,11 @@ impl RowWriter<'_> {
     #[inline]
     fn begin(&mut self) -> ColEnc {
         let i = self.idx;
-        assert!(i < self.enc.cols.len(), "row has more values than the {} columns", self.enc.cols.len());
+        assert!(
+            i < self.enc.cols.len(),
+            "row has more values than the {} columns",
+            self.enc.cols.len()
+        );
         self.enc.offsets[i] = (self.out.len() - self.start) as u32;
         self.idx = i + 1;
         self.enc.cols[i]
@@ -738,7 +810,10 @@ impl RowWriter<'_> {
     #[inline(never)]
     fn mismatch(&self, what: &str) -> ! {
         let i = self.idx - 1;
-        panic!("column {i} ({:?}): cannot write {what} into {:?}", self.enc.columns[i].name, self.enc.columns[i].ty)
+        panic!(
+            "column {i} ({:?}): cannot write {what} into {:?}",
+            self.enc.columns[i].name, self.enc.columns[i].ty
+        )
     }
 
     /// NULL (a debug assertion fails if the column is NOT NULL; in release the NULL marker is
@@ -807,7 +882,11 @@ impl RowWriter<'_> {
                 }
                 self.out.push((m != 0) as u8);
             }
-            Kind::Decimal { precision, scale: cs, len } => {
+            Kind::Decimal {
+                precision,
+                scale: cs,
+                len,
+            } => {
                 put_decimal(self.out, precision, len, rescale(m, scale, cs));
             }
             Kind::Money(size) => put_money(self.out, size, c.nullable, sat_i64(rescale(m, scale, 4))),
@@ -847,7 +926,14 @@ impl RowWriter<'_> {
     /// date, datetime, smalldatetime, datetime2, datetimeoffset (+00:00) and text columns.
     pub fn date(&mut self, d: NaiveDate) {
         let c = self.begin();
-        self.temporal(c, Temporal { date: Some(d), time: None, offset: None });
+        self.temporal(
+            c,
+            Temporal {
+                date: Some(d),
+                time: None,
+                offset: None,
+            },
+        );
     }
 
     /// datetime (rounded to 1/300 s), smalldatetime (rounded to the minute), datetime2 (to the
@@ -855,7 +941,14 @@ impl RowWriter<'_> {
     /// columns.
     pub fn datetime(&mut self, dt: NaiveDateTime) {
         let c = self.begin();
-        self.temporal(c, Temporal { date: Some(dt.date()), time: Some(dt.time()), offset: None });
+        self.temporal(
+            c,
+            Temporal {
+                date: Some(dt.date()),
+                time: Some(dt.time()),
+                offset: None,
+            },
+        );
     }
 
     /// datetimeoffset columns; other date / time columns get the local date and time (the
@@ -865,7 +958,11 @@ impl RowWriter<'_> {
         let local = dt.naive_local();
         self.temporal(
             c,
-            Temporal { date: Some(local.date()), time: Some(local.time()), offset: Some(dt.offset().local_minus_utc()) },
+            Temporal {
+                date: Some(local.date()),
+                time: Some(local.time()),
+                offset: Some(dt.offset().local_minus_utc()),
+            },
         );
     }
 
@@ -873,7 +970,14 @@ impl RowWriter<'_> {
     /// 'hh:mm:ss.fffffff'.
     pub fn time(&mut self, t: NaiveTime) {
         let c = self.begin();
-        self.temporal(c, Temporal { date: None, time: Some(t), offset: None });
+        self.temporal(
+            c,
+            Temporal {
+                date: None,
+                time: Some(t),
+                offset: None,
+            },
+        );
     }
 
     fn temporal(&mut self, c: ColEnc, t: Temporal) {
@@ -896,7 +1000,14 @@ impl RowWriter<'_> {
                 let l = time_len(s);
                 out.push(l + 3);
                 out.extend_from_slice(&ticks.to_le_bytes()[..l as usize]);
-                put_date3(out, if carry { date.succ_opt().unwrap_or(date) } else { date });
+                put_date3(
+                    out,
+                    if carry {
+                        date.succ_opt().unwrap_or(date)
+                    } else {
+                        date
+                    },
+                );
             }
             Kind::Dto(s) => {
                 let off = t.offset.unwrap_or(0);
@@ -952,7 +1063,9 @@ impl RowWriter<'_> {
             Kind::Str(sc) if sc.enc == Enc::Utf16 => put_encoded(self.out, sc, utf16le),
             Kind::Str(sc) => {
                 let units = utf16le.chunks_exact(2).map(|p| u16::from_le_bytes([p[0], p[1]]));
-                let s: String = char::decode_utf16(units).map(|r| r.unwrap_or('\u{FFFD}')).collect();
+                let s: String = char::decode_utf16(units)
+                    .map(|r| r.unwrap_or('\u{FFFD}'))
+                    .collect();
                 self.put_str(sc, &s);
             }
             _ => self.mismatch("UTF-16 text"),
@@ -1020,7 +1133,14 @@ impl RowWriter<'_> {
     /// Ends the row: appends ROW (0xD1) or, when it is shorter, NBCROW (0xD2, TDS 7.3B+ only).
     /// Panics if fewer values than columns were written.
     pub fn finish(self) {
-        let RowWriter { enc, out, start, idx, null_bytes, any_null } = self;
+        let RowWriter {
+            enc,
+            out,
+            start,
+            idx,
+            null_bytes,
+            any_null,
+        } = self;
         let n = enc.cols.len();
         assert_eq!(idx, n, "row has {idx} values for {n} columns");
         if !any_null {
@@ -1077,7 +1197,9 @@ fn rescale(m: i128, from: u8, to: u8) -> i128 {
             }
         }
     } else {
-        let Some(p) = pow10_i128((from - to) as u32) else { return 0 };
+        let Some(p) = pow10_i128((from - to) as u32) else {
+            return 0;
+        };
         let q = m / p;
         let r = m % p;
         if r.unsigned_abs() * 2 >= p as u128 {
@@ -1159,7 +1281,11 @@ fn time_ticks(t: NaiveTime, scale: u8) -> (u64, bool) {
     let unit = POW10_U64[9 - scale.min(7) as usize];
     let ticks = (nanos_of_day(t) + unit / 2) / unit;
     let per_day = NANOS_PER_DAY / unit;
-    if ticks >= per_day { (ticks - per_day, true) } else { (ticks, false) }
+    if ticks >= per_day {
+        (ticks - per_day, true)
+    } else {
+        (ticks, false)
+    }
 }
 
 /// datetime: days since 1900-01-01 and 1/300 s ticks, rounded to the nearest tick (half up).
@@ -1193,9 +1319,9 @@ fn smalldatetime_parts(d: NaiveDate, t: NaiveTime) -> (u16, u16) {
 
 /// Unicode → CP1252 for U+0080..U+009F's CP1252 neighbours (bytes 0x80..=0x9F).
 const CP1252_HIGH: [u16; 32] = [
-    0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039,
-    0x0152, 0x008D, 0x017D, 0x008F, 0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
-    0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178,
+    0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152,
+    0x008D, 0x017D, 0x008F, 0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122,
+    0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178,
 ];
 
 fn cp1252_byte(ch: char) -> u8 {
@@ -1417,7 +1543,14 @@ fn fmt_temporal(b: &mut StackBuf, form: TextTemporal, t: Temporal) {
         TextTemporal::Time(s) => fmt_time_ticks(b, time_ticks(time, s).0, s),
         TextTemporal::DateTime2(s) | TextTemporal::Dto(s) => {
             let (ticks, carry) = time_ticks(time, s);
-            fmt_date(b, if carry { date.succ_opt().unwrap_or(date) } else { date });
+            fmt_date(
+                b,
+                if carry {
+                    date.succ_opt().unwrap_or(date)
+                } else {
+                    date
+                },
+            );
             let _ = b.write_char(' ');
             fmt_time_ticks(b, ticks, s);
             if matches!(form, TextTemporal::Dto(_)) {
@@ -1508,7 +1641,13 @@ mod tests {
         assert_eq!(TdsVersion::from_login7(0x7209_0002), TdsVersion::V7_2);
         assert_eq!(TdsVersion::from_login7(0x7100_0001), TdsVersion::V7_1);
         assert_eq!(TdsVersion::from_login7(0x7000_0000), TdsVersion::V7_1);
-        for v in [TdsVersion::V7_1, TdsVersion::V7_2, TdsVersion::V7_3A, TdsVersion::V7_3B, TdsVersion::V7_4] {
+        for v in [
+            TdsVersion::V7_1,
+            TdsVersion::V7_2,
+            TdsVersion::V7_3A,
+            TdsVersion::V7_3B,
+            TdsVersion::V7_4,
+        ] {
             assert_eq!(TdsVersion::from_login7(v.loginack_value()), v);
         }
         assert!(!TdsVersion::V7_2.has_date_types());
@@ -1531,10 +1670,38 @@ mod tests {
             (SmallDateTime, vec![0x3A], vec![0x6F, 4]),
             (Real, vec![0x3B], vec![0x6D, 4]),
             (Float, vec![0x3E], vec![0x6D, 8]),
-            (Decimal { precision: 9, scale: 2 }, vec![0x6A, 5, 9, 2], vec![0x6A, 5, 9, 2]),
-            (Decimal { precision: 10, scale: 0 }, vec![0x6A, 9, 10, 0], vec![0x6A, 9, 10, 0]),
-            (Decimal { precision: 28, scale: 4 }, vec![0x6A, 13, 28, 4], vec![0x6A, 13, 28, 4]),
-            (Decimal { precision: 38, scale: 38 }, vec![0x6A, 17, 38, 38], vec![0x6A, 17, 38, 38]),
+            (
+                Decimal {
+                    precision: 9,
+                    scale: 2,
+                },
+                vec![0x6A, 5, 9, 2],
+                vec![0x6A, 5, 9, 2],
+            ),
+            (
+                Decimal {
+                    precision: 10,
+                    scale: 0,
+                },
+                vec![0x6A, 9, 10, 0],
+                vec![0x6A, 9, 10, 0],
+            ),
+            (
+                Decimal {
+                    precision: 28,
+                    scale: 4,
+                },
+                vec![0x6A, 13, 28, 4],
+                vec![0x6A, 13, 28, 4],
+            ),
+            (
+                Decimal {
+                    precision: 38,
+                    scale: 38,
+                },
+                vec![0x6A, 17, 38, 38],
+                vec![0x6A, 17, 38, 38],
+            ),
             (Date, vec![0x28], vec![0x28]),
             (Time { scale: 7 }, vec![0x29, 7], vec![0x29, 7]),
             (DateTime2 { scale: 3 }, vec![0x2A, 3], vec![0x2A, 3]),
@@ -1559,18 +1726,33 @@ mod tests {
         assert_eq!(ti(SqlType::NChar { len: 4 }), e);
         let mut e = vec![0xAF, 0x03, 0x00];
         e.extend_from_slice(&CP);
-        assert_eq!(ti(SqlType::Char { len: 3, collation: Collation::Latin1Cp1252 }), e);
         assert_eq!(
-            ti(SqlType::VarChar { len: Some(8000), collation: Collation::Utf8 }),
+            ti(SqlType::Char {
+                len: 3,
+                collation: Collation::Latin1Cp1252
+            }),
+            e
+        );
+        assert_eq!(
+            ti(SqlType::VarChar {
+                len: Some(8000),
+                collation: Collation::Utf8
+            }),
             vec![0xA7, 0x40, 0x1F, 0x09, 0x04, 0xD0, 0x24, 0x00]
         );
         assert_eq!(
-            ti(SqlType::VarChar { len: None, collation: Collation::Utf8 }),
+            ti(SqlType::VarChar {
+                len: None,
+                collation: Collation::Utf8
+            }),
             vec![0xA7, 0xFF, 0xFF, 0x09, 0x04, 0xD0, 0x24, 0x00]
         );
         // Multi-column token and non-ASCII names.
         let enc = RowEncoder::new(
-            &[Column::new("id", SqlType::Int), Column::new("é", SqlType::Bit).nullable()],
+            &[
+                Column::new("id", SqlType::Int),
+                Column::new("é", SqlType::Bit).nullable(),
+            ],
             V74,
         );
         let mut out = Vec::new();
@@ -1592,7 +1774,10 @@ mod tests {
         assert_eq!(val(SqlType::Int, |w| w.int(1)), [1, 0, 0, 0]);
         assert_eq!(val(SqlType::BigInt, |w| w.int(-1)), [0xFF; 8]);
         assert_eq!(valn(SqlType::Int, |w| w.int(5)), [4, 5, 0, 0, 0]);
-        assert_eq!(valn(SqlType::BigInt, |w| w.int(0x0102)), [8, 2, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            valn(SqlType::BigInt, |w| w.int(0x0102)),
+            [8, 2, 1, 0, 0, 0, 0, 0, 0]
+        );
         assert_eq!(valn(SqlType::Int, |w| w.null()), [0]);
         assert_eq!(val(SqlType::Bit, |w| w.bit(true)), [1]);
         assert_eq!(valn(SqlType::Bit, |w| w.bit(true)), [1, 1]);
@@ -1603,18 +1788,30 @@ mod tests {
 
     #[test]
     fn decimals() {
-        let ty = SqlType::Decimal { precision: 10, scale: 2 };
-        assert_eq!(val(ty, |w| w.decimal(12345, 2)), [9, 1, 0x39, 0x30, 0, 0, 0, 0, 0, 0]);
+        let ty = SqlType::Decimal {
+            precision: 10,
+            scale: 2,
+        };
+        assert_eq!(
+            val(ty, |w| w.decimal(12345, 2)),
+            [9, 1, 0x39, 0x30, 0, 0, 0, 0, 0, 0]
+        );
         assert_eq!(val(ty, |w| w.int(1)), [9, 1, 100, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(valn(ty, |w| w.null()), [0]);
-        let ty = SqlType::Decimal { precision: 5, scale: 2 };
+        let ty = SqlType::Decimal {
+            precision: 5,
+            scale: 2,
+        };
         assert_eq!(val(ty, |w| w.decimal(-15, 1)), [5, 0, 150, 0, 0, 0]);
         // rounding half away from zero
         assert_eq!(val(ty, |w| w.decimal(1005, 3)), [5, 1, 101, 0, 0, 0]);
         assert_eq!(val(ty, |w| w.decimal(-1005, 3)), [5, 0, 101, 0, 0, 0]);
         assert_eq!(val(ty, |w| w.decimal(1004, 3)), [5, 1, 100, 0, 0, 0]);
         assert_eq!(val(ty, |w| w.float(1.25)), [5, 1, 125, 0, 0, 0]);
-        let ty = SqlType::Decimal { precision: 38, scale: 0 };
+        let ty = SqlType::Decimal {
+            precision: 38,
+            scale: 0,
+        };
         let big = 10i128.pow(38) - 1;
         let mut e = vec![17, 1];
         e.extend_from_slice(&big.to_le_bytes());
@@ -1628,41 +1825,91 @@ mod tests {
     #[test]
     fn money_and_floats() {
         assert_eq!(val(SqlType::Money, |w| w.int(1)), [0, 0, 0, 0, 0x10, 0x27, 0, 0]);
-        assert_eq!(val(SqlType::Money, |w| w.int(-1)), [0xFF, 0xFF, 0xFF, 0xFF, 0xF0, 0xD8, 0xFF, 0xFF]);
-        assert_eq!(val(SqlType::Money, |w| w.decimal(0x1_0000_0001, 4)), [1, 0, 0, 0, 1, 0, 0, 0]);
-        assert_eq!(valn(SqlType::Money, |w| w.decimal(12345, 2)), [8, 0, 0, 0, 0, 0x44, 0xD6, 0x12, 0]);
+        assert_eq!(
+            val(SqlType::Money, |w| w.int(-1)),
+            [0xFF, 0xFF, 0xFF, 0xFF, 0xF0, 0xD8, 0xFF, 0xFF]
+        );
+        assert_eq!(
+            val(SqlType::Money, |w| w.decimal(0x1_0000_0001, 4)),
+            [1, 0, 0, 0, 1, 0, 0, 0]
+        );
+        assert_eq!(
+            valn(SqlType::Money, |w| w.decimal(12345, 2)),
+            [8, 0, 0, 0, 0, 0x44, 0xD6, 0x12, 0]
+        );
         assert_eq!(val(SqlType::SmallMoney, |w| w.int(1)), [0x10, 0x27, 0, 0]);
-        assert_eq!(valn(SqlType::SmallMoney, |w| w.float(-1.0)), [4, 0xF0, 0xD8, 0xFF, 0xFF]);
+        assert_eq!(
+            valn(SqlType::SmallMoney, |w| w.float(-1.0)),
+            [4, 0xF0, 0xD8, 0xFF, 0xFF]
+        );
         assert_eq!(val(SqlType::Real, |w| w.float(1.5)), [0, 0, 0xC0, 0x3F]);
-        assert_eq!(val(SqlType::Float, |w| w.float(1.5)), [0, 0, 0, 0, 0, 0, 0xF8, 0x3F]);
-        assert_eq!(valn(SqlType::Float, |w| w.decimal(15, 1)), [8, 0, 0, 0, 0, 0, 0, 0xF8, 0x3F]);
+        assert_eq!(
+            val(SqlType::Float, |w| w.float(1.5)),
+            [0, 0, 0, 0, 0, 0, 0xF8, 0x3F]
+        );
+        assert_eq!(
+            valn(SqlType::Float, |w| w.decimal(15, 1)),
+            [8, 0, 0, 0, 0, 0, 0, 0xF8, 0x3F]
+        );
         assert_eq!(valn(SqlType::Real, |w| w.int(0)), [4, 0, 0, 0, 0]);
     }
 
     #[test]
     fn dates_and_times() {
         assert_eq!(val(SqlType::Date, |w| w.date(d(1, 1, 1))), [3, 0, 0, 0]);
-        assert_eq!(val(SqlType::Date, |w| w.date(d(2000, 1, 1))), [3, 0x07, 0x24, 0x0B]);
-        assert_eq!(val(SqlType::Date, |w| w.datetime(dt(2000, 1, 1, 23, 59, 59, 999_999_999))), [3, 0x07, 0x24, 0x0B]);
+        assert_eq!(
+            val(SqlType::Date, |w| w.date(d(2000, 1, 1))),
+            [3, 0x07, 0x24, 0x0B]
+        );
+        assert_eq!(
+            val(SqlType::Date, |w| w.datetime(dt(
+                2000,
+                1,
+                1,
+                23,
+                59,
+                59,
+                999_999_999
+            ))),
+            [3, 0x07, 0x24, 0x0B]
+        );
         assert_eq!(valn(SqlType::Date, |w| w.null()), [0]);
         assert_eq!(
             val(SqlType::Time { scale: 7 }, |w| w.time(t(12, 34, 56, 123_456_700))),
             [5, 0x87, 0xEE, 0x97, 0x76, 0x69]
         );
         // time(0): 23:59:59.6 rounds to 24:00:00, which wraps.
-        assert_eq!(val(SqlType::Time { scale: 0 }, |w| w.time(t(23, 59, 59, 600_000_000))), [3, 0, 0, 0]);
-        assert_eq!(val(SqlType::Time { scale: 2 }, |w| w.time(t(0, 0, 1, 5_000_000))), [3, 101, 0, 0]);
+        assert_eq!(
+            val(SqlType::Time { scale: 0 }, |w| w.time(t(23, 59, 59, 600_000_000))),
+            [3, 0, 0, 0]
+        );
+        assert_eq!(
+            val(SqlType::Time { scale: 2 }, |w| w.time(t(0, 0, 1, 5_000_000))),
+            [3, 101, 0, 0]
+        );
         // datetime2(3): 12:00:00.0005 rounds up to .001
         assert_eq!(
-            val(SqlType::DateTime2 { scale: 3 }, |w| w.datetime(dt(2000, 1, 1, 12, 0, 0, 500_000))),
+            val(SqlType::DateTime2 { scale: 3 }, |w| w
+                .datetime(dt(2000, 1, 1, 12, 0, 0, 500_000))),
             [7, 0x01, 0x2E, 0x93, 0x02, 0x07, 0x24, 0x0B]
         );
         // datetime2(0): 23:59:59.5 carries into the next day.
         assert_eq!(
-            val(SqlType::DateTime2 { scale: 0 }, |w| w.datetime(dt(1999, 12, 31, 23, 59, 59, 500_000_000))),
+            val(SqlType::DateTime2 { scale: 0 }, |w| w.datetime(dt(
+                1999,
+                12,
+                31,
+                23,
+                59,
+                59,
+                500_000_000
+            ))),
             [6, 0, 0, 0, 0x07, 0x24, 0x0B]
         );
-        assert_eq!(val(SqlType::DateTime2 { scale: 0 }, |w| w.date(d(2000, 1, 1))), [6, 0, 0, 0, 0x07, 0x24, 0x0B]);
+        assert_eq!(
+            val(SqlType::DateTime2 { scale: 0 }, |w| w.date(d(2000, 1, 1))),
+            [6, 0, 0, 0, 0x07, 0x24, 0x0B]
+        );
         // datetimeoffset(7): 2000-01-01 01:00 +02:00 is 1999-12-31 23:00 UTC.
         let off = FixedOffset::east_opt(2 * 3600).unwrap();
         let v = dt(2000, 1, 1, 1, 0, 0, 0).and_local_timezone(off).unwrap();
@@ -1693,10 +1940,19 @@ mod tests {
         let ty = SqlType::DateTime;
         assert_eq!(val(ty, |w| w.datetime(dt(1900, 1, 1, 0, 0, 0, 0))), [0; 8]);
         assert_eq!(val(ty, |w| w.date(d(2000, 1, 1))), [0xAC, 0x8E, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(val(ty, |w| w.datetime(dt(1899, 12, 31, 0, 0, 1, 0))), [0xFF, 0xFF, 0xFF, 0xFF, 0x2C, 1, 0, 0]);
-        assert_eq!(valn(ty, |w| w.datetime(dt(2000, 1, 1, 12, 0, 0, 0))), [8, 0xAC, 0x8E, 0, 0, 0x00, 0xC1, 0xC5, 0]);
+        assert_eq!(
+            val(ty, |w| w.datetime(dt(1899, 12, 31, 0, 0, 1, 0))),
+            [0xFF, 0xFF, 0xFF, 0xFF, 0x2C, 1, 0, 0]
+        );
+        assert_eq!(
+            valn(ty, |w| w.datetime(dt(2000, 1, 1, 12, 0, 0, 0))),
+            [8, 0xAC, 0x8E, 0, 0, 0x00, 0xC1, 0xC5, 0]
+        );
         // 23:59:59.999 rounds to the next day, as in SQL Server
-        assert_eq!(val(ty, |w| w.datetime(dt(1999, 12, 31, 23, 59, 59, 999_000_000))), [0xAC, 0x8E, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            val(ty, |w| w.datetime(dt(1999, 12, 31, 23, 59, 59, 999_000_000))),
+            [0xAC, 0x8E, 0, 0, 0, 0, 0, 0]
+        );
         // 23:59:59.998 -> .997 (tick 25919999)
         assert_eq!(
             val(ty, |w| w.datetime(dt(2000, 1, 1, 23, 59, 59, 998_000_000))),
@@ -1713,11 +1969,26 @@ mod tests {
     #[test]
     fn smalldatetime_rounding() {
         let ty = SqlType::SmallDateTime;
-        assert_eq!(val(ty, |w| w.datetime(dt(2000, 1, 1, 0, 0, 29, 998_000_000))), [0xAC, 0x8E, 0, 0]);
-        assert_eq!(val(ty, |w| w.datetime(dt(2000, 1, 1, 0, 0, 29, 999_000_000))), [0xAC, 0x8E, 1, 0]);
-        assert_eq!(val(ty, |w| w.datetime(dt(2000, 1, 1, 0, 0, 30, 0))), [0xAC, 0x8E, 1, 0]);
-        assert_eq!(val(ty, |w| w.datetime(dt(2000, 1, 1, 23, 59, 29, 998_000_000))), [0xAC, 0x8E, 0x9F, 0x05]);
-        assert_eq!(val(ty, |w| w.datetime(dt(1999, 12, 31, 23, 59, 30, 0))), [0xAC, 0x8E, 0, 0]);
+        assert_eq!(
+            val(ty, |w| w.datetime(dt(2000, 1, 1, 0, 0, 29, 998_000_000))),
+            [0xAC, 0x8E, 0, 0]
+        );
+        assert_eq!(
+            val(ty, |w| w.datetime(dt(2000, 1, 1, 0, 0, 29, 999_000_000))),
+            [0xAC, 0x8E, 1, 0]
+        );
+        assert_eq!(
+            val(ty, |w| w.datetime(dt(2000, 1, 1, 0, 0, 30, 0))),
+            [0xAC, 0x8E, 1, 0]
+        );
+        assert_eq!(
+            val(ty, |w| w.datetime(dt(2000, 1, 1, 23, 59, 29, 998_000_000))),
+            [0xAC, 0x8E, 0x9F, 0x05]
+        );
+        assert_eq!(
+            val(ty, |w| w.datetime(dt(1999, 12, 31, 23, 59, 30, 0))),
+            [0xAC, 0x8E, 0, 0]
+        );
         assert_eq!(valn(ty, |w| w.time(t(0, 2, 0, 0))), [4, 0, 0, 2, 0]);
     }
 
@@ -1729,27 +2000,48 @@ mod tests {
         assert_eq!(val(nv, |w| w.str("é€")), [4, 0, 0xE9, 0, 0xAC, 0x20]);
         assert_eq!(val(nv, |w| w.str("")), [0, 0]);
         assert_eq!(valn(nv, |w| w.null()), [0xFF, 0xFF]);
-        assert_eq!(val(nv, |w| w.ucs2(&utf16("xyzw"))), [6, 0, b'x', 0, b'y', 0, b'z', 0]);
+        assert_eq!(
+            val(nv, |w| w.ucs2(&utf16("xyzw"))),
+            [6, 0, b'x', 0, b'y', 0, b'z', 0]
+        );
         // a surrogate pair is not split by truncation
         assert_eq!(val(nv, |w| w.str("ab😀")), [4, 0, b'a', 0, b'b', 0]);
         let nc = SqlType::NChar { len: 4 };
-        assert_eq!(val(nc, |w| w.str("ab")), [8, 0, b'a', 0, b'b', 0, 0x20, 0, 0x20, 0]);
-        assert_eq!(val(nc, |w| w.ucs2(&utf16("a"))), [8, 0, b'a', 0, 0x20, 0, 0x20, 0, 0x20, 0]);
-        let vc = SqlType::VarChar { len: Some(20), collation: Collation::Latin1Cp1252 };
+        assert_eq!(
+            val(nc, |w| w.str("ab")),
+            [8, 0, b'a', 0, b'b', 0, 0x20, 0, 0x20, 0]
+        );
+        assert_eq!(
+            val(nc, |w| w.ucs2(&utf16("a"))),
+            [8, 0, b'a', 0, 0x20, 0, 0x20, 0, 0x20, 0]
+        );
+        let vc = SqlType::VarChar {
+            len: Some(20),
+            collation: Collation::Latin1Cp1252,
+        };
         assert_eq!(val(vc, |w| w.str("é ü €")), [5, 0, 0xE9, 0x20, 0xFC, 0x20, 0x80]);
         assert_eq!(val(vc, |w| w.str("日本")), [2, 0, b'?', b'?']);
         assert_eq!(val(vc, |w| w.str("Œ™")), [2, 0, 0x8C, 0x99]);
-        let c = SqlType::Char { len: 3, collation: Collation::Latin1Cp1252 };
+        let c = SqlType::Char {
+            len: 3,
+            collation: Collation::Latin1Cp1252,
+        };
         assert_eq!(val(c, |w| w.str("a")), [3, 0, b'a', 0x20, 0x20]);
         assert_eq!(val(c, |w| w.str("abcd")), [3, 0, b'a', b'b', b'c']);
-        let u8c = SqlType::VarChar { len: Some(3), collation: Collation::Utf8 };
+        let u8c = SqlType::VarChar {
+            len: Some(3),
+            collation: Collation::Utf8,
+        };
         assert_eq!(val(u8c, |w| w.str("é")), [2, 0, 0xC3, 0xA9]);
         assert_eq!(val(u8c, |w| w.str("aéé")), [3, 0, b'a', 0xC3, 0xA9]);
         // numbers, guids and dates into text
         let nv = SqlType::NVarChar { len: Some(40) };
         let text = |f: &dyn Fn(&mut RowWriter<'_>)| -> String {
             let v = val(nv, |w| f(w));
-            let units: Vec<u16> = v[2..].chunks(2).map(|p| u16::from_le_bytes([p[0], p[1]])).collect();
+            let units: Vec<u16> = v[2..]
+                .chunks(2)
+                .map(|p| u16::from_le_bytes([p[0], p[1]]))
+                .collect();
             assert_eq!(v[0] as usize + 256 * v[1] as usize, v.len() - 2);
             String::from_utf16(&units).unwrap()
         };
@@ -1761,8 +2053,13 @@ mod tests {
         assert_eq!(text(&|w| w.bit(true)), "1");
         assert_eq!(text(&|w| w.date(d(2024, 2, 29))), "2024-02-29");
         assert_eq!(text(&|w| w.time(t(1, 2, 3, 400))), "01:02:03.0000004");
-        assert_eq!(text(&|w| w.datetime(dt(2024, 2, 29, 1, 2, 3, 0))), "2024-02-29 01:02:03.0000000");
-        let g = [0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF];
+        assert_eq!(
+            text(&|w| w.datetime(dt(2024, 2, 29, 1, 2, 3, 0))),
+            "2024-02-29 01:02:03.0000000"
+        );
+        let g = [
+            0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF,
+        ];
         assert_eq!(text(&|w| w.guid(g)), "00112233-4455-6677-8899-AABBCCDDEEFF");
     }
 
@@ -1773,13 +2070,19 @@ mod tests {
         e.extend_from_slice(&g);
         assert_eq!(val(SqlType::UniqueIdentifier, |w| w.guid(g)), e);
         assert_eq!(valn(SqlType::UniqueIdentifier, |w| w.null()), [0]);
-        assert_eq!(val(SqlType::UniqueIdentifier, |w| w.value(&Value::Bytes(g.to_vec()))), e);
+        assert_eq!(
+            val(SqlType::UniqueIdentifier, |w| w.value(&Value::Bytes(g.to_vec()))),
+            e
+        );
     }
 
     #[test]
     fn plp() {
         let ty = SqlType::NVarChar { len: None };
-        assert_eq!(val(ty, |w| w.str("ab")), [4, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, b'a', 0, b'b', 0, 0, 0, 0, 0]);
+        assert_eq!(
+            val(ty, |w| w.str("ab")),
+            [4, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, b'a', 0, b'b', 0, 0, 0, 0, 0]
+        );
         assert_eq!(val(ty, |w| w.str("")), [0; 12]);
         assert_eq!(valn(ty, |w| w.null()), [0xFF; 8]);
         // 10000 bytes: chunks of 8000 and 2000, then the terminator.
@@ -1792,10 +2095,22 @@ mod tests {
         assert_eq!(v.len(), 8 + 4 + 8000 + 4 + 2000 + 4);
         assert!(v[12..12 + 8000].chunks(2).all(|p| p == [b'x', 0]));
         // exactly 8000 bytes: a single chunk
-        let v = val(SqlType::VarChar { len: None, collation: Collation::Latin1Cp1252 }, |w| w.str(&"y".repeat(8000)));
+        let v = val(
+            SqlType::VarChar {
+                len: None,
+                collation: Collation::Latin1Cp1252,
+            },
+            |w| w.str(&"y".repeat(8000)),
+        );
         assert_eq!(v.len(), 8 + 4 + 8000 + 4);
         assert_eq!(&v[8..12], &8000u32.to_le_bytes());
-        let v = val(SqlType::VarChar { len: None, collation: Collation::Latin1Cp1252 }, |w| w.str("é"));
+        let v = val(
+            SqlType::VarChar {
+                len: None,
+                collation: Collation::Latin1Cp1252,
+            },
+            |w| w.str("é"),
+        );
         assert_eq!(v, [1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0xE9, 0, 0, 0, 0]);
     }
 
@@ -1805,25 +2120,48 @@ mod tests {
         let mut e = vec![0x63, 0xFE, 0xFF, 0xFF, 0x7F];
         e.extend_from_slice(&CP);
         e.extend_from_slice(&[0, 0]);
-        assert_eq!(type_info(Column::new("a", SqlType::NVarChar { len: None }).nullable(), v71), e);
+        assert_eq!(
+            type_info(Column::new("a", SqlType::NVarChar { len: None }).nullable(), v71),
+            e
+        );
         let mut e = vec![0x23, 0xFF, 0xFF, 0xFF, 0x7F];
         e.extend_from_slice(&CP);
         e.extend_from_slice(&[0, 0]);
         assert_eq!(
-            type_info(Column::new("a", SqlType::VarChar { len: None, collation: Collation::Latin1Cp1252 }), v71),
+            type_info(
+                Column::new(
+                    "a",
+                    SqlType::VarChar {
+                        len: None,
+                        collation: Collation::Latin1Cp1252
+                    }
+                ),
+                v71
+            ),
             e
         );
-        let v = one(Column::new("a", SqlType::NVarChar { len: None }).nullable(), v71, |w| w.str("ab"));
+        let v = one(
+            Column::new("a", SqlType::NVarChar { len: None }).nullable(),
+            v71,
+            |w| w.str("ab"),
+        );
         let mut e = vec![16];
         e.extend_from_slice(&TEXTPTR);
         e.extend_from_slice(&[0; 8]);
         e.extend_from_slice(&[4, 0, 0, 0, b'a', 0, b'b', 0]);
         assert_eq!(v, e);
-        let v = one(Column::new("a", SqlType::NVarChar { len: None }).nullable(), v71, |w| w.null());
+        let v = one(
+            Column::new("a", SqlType::NVarChar { len: None }).nullable(),
+            v71,
+            |w| w.null(),
+        );
         assert_eq!(v, [0]);
         // 7.2 keeps PLP
         assert_eq!(
-            &type_info(Column::new("a", SqlType::NVarChar { len: None }), TdsVersion::V7_2)[..3],
+            &type_info(
+                Column::new("a", SqlType::NVarChar { len: None }),
+                TdsVersion::V7_2
+            )[..3],
             &[0xE7, 0xFF, 0xFF]
         );
     }
@@ -1840,21 +2178,59 @@ mod tests {
                 let mut e = ((text.len() * 2) as u16).to_le_bytes().to_vec();
                 e.extend_from_slice(&utf16(text));
                 assert_eq!(v, e, "{ty:?}");
-                assert_eq!(one(Column::new("a", ty).nullable(), tds, |w| w.null()), [0xFF, 0xFF]);
+                assert_eq!(
+                    one(Column::new("a", ty).nullable(), tds, |w| w.null()),
+                    [0xFF, 0xFF]
+                );
             };
             let x = dt(2000, 1, 2, 3, 4, 5, 123_456_789);
             check(SqlType::Date, 10, &|w| w.date(d(2000, 1, 2)), "2000-01-02");
             check(SqlType::Date, 10, &|w| w.datetime(x), "2000-01-02");
             check(SqlType::Time { scale: 0 }, 8, &|w| w.time(x.time()), "03:04:05");
-            check(SqlType::Time { scale: 3 }, 12, &|w| w.time(x.time()), "03:04:05.123");
-            check(SqlType::Time { scale: 7 }, 16, &|w| w.datetime(x), "03:04:05.1234568");
-            check(SqlType::DateTime2 { scale: 0 }, 19, &|w| w.datetime(x), "2000-01-02 03:04:05");
-            check(SqlType::DateTime2 { scale: 7 }, 27, &|w| w.datetime(x), "2000-01-02 03:04:05.1234568");
-            check(SqlType::DateTime2 { scale: 3 }, 23, &|w| w.date(d(2000, 1, 2)), "2000-01-02 00:00:00.000");
+            check(
+                SqlType::Time { scale: 3 },
+                12,
+                &|w| w.time(x.time()),
+                "03:04:05.123",
+            );
+            check(
+                SqlType::Time { scale: 7 },
+                16,
+                &|w| w.datetime(x),
+                "03:04:05.1234568",
+            );
+            check(
+                SqlType::DateTime2 { scale: 0 },
+                19,
+                &|w| w.datetime(x),
+                "2000-01-02 03:04:05",
+            );
+            check(
+                SqlType::DateTime2 { scale: 7 },
+                27,
+                &|w| w.datetime(x),
+                "2000-01-02 03:04:05.1234568",
+            );
+            check(
+                SqlType::DateTime2 { scale: 3 },
+                23,
+                &|w| w.date(d(2000, 1, 2)),
+                "2000-01-02 00:00:00.000",
+            );
             let off = FixedOffset::west_opt(5 * 3600 + 30 * 60).unwrap();
             let o = x.and_local_timezone(off).unwrap();
-            check(SqlType::DateTimeOffset { scale: 7 }, 34, &|w| w.datetimeoffset(o), "2000-01-02 03:04:05.1234568 -05:30");
-            check(SqlType::DateTimeOffset { scale: 0 }, 26, &|w| w.datetime(x), "2000-01-02 03:04:05 +00:00");
+            check(
+                SqlType::DateTimeOffset { scale: 7 },
+                34,
+                &|w| w.datetimeoffset(o),
+                "2000-01-02 03:04:05.1234568 -05:30",
+            );
+            check(
+                SqlType::DateTimeOffset { scale: 0 },
+                26,
+                &|w| w.datetime(x),
+                "2000-01-02 03:04:05 +00:00",
+            );
         }
     }
 
@@ -1954,16 +2330,31 @@ mod tests {
         let cols = vec![
             Column::new("", SqlType::Int),
             Column::new("", SqlType::Bit),
-            Column::new("", SqlType::Decimal { precision: 5, scale: 1 }),
+            Column::new(
+                "",
+                SqlType::Decimal {
+                    precision: 5,
+                    scale: 1,
+                },
+            ),
             Column::new("", SqlType::NVarChar { len: Some(2) }),
-            Column::new("", SqlType::VarChar { len: Some(2), collation: Collation::Latin1Cp1252 }),
+            Column::new(
+                "",
+                SqlType::VarChar {
+                    len: Some(2),
+                    collation: Collation::Latin1Cp1252,
+                },
+            ),
             Column::new("", SqlType::Date).nullable(),
         ];
         let r = row_bytes(&cols, TdsVersion::V7_3A, |w| {
             for v in [
                 Value::Int(1),
                 Value::Bit(true),
-                Value::Decimal { mantissa: 25, scale: 2 },
+                Value::Decimal {
+                    mantissa: 25,
+                    scale: 2,
+                },
                 Value::String("é".into()),
                 Value::Bytes(vec![0xE9]),
                 Value::Null,
@@ -1971,7 +2362,12 @@ mod tests {
                 w.value(&v);
             }
         });
-        assert_eq!(r, [0xD1, 1, 0, 0, 0, 1, 5, 1, 3, 0, 0, 0, 2, 0, 0xE9, 0, 1, 0, 0xE9, 0]);
+        assert_eq!(
+            r,
+            [
+                0xD1, 1, 0, 0, 0, 1, 5, 1, 3, 0, 0, 0, 2, 0, 0xE9, 0, 1, 0, 0xE9, 0
+            ]
+        );
     }
 
     #[test]
@@ -1983,7 +2379,10 @@ mod tests {
 
     fn bench_columns() -> Vec<Column> {
         use SqlType::*;
-        let dec = Decimal { precision: 18, scale: 2 };
+        let dec = Decimal {
+            precision: 18,
+            scale: 2,
+        };
         vec![
             Column::new("id", BigInt),
             Column::new("n", Int),
@@ -1995,8 +2394,20 @@ mod tests {
             Column::new("d1", dec),
             Column::new("d2", dec),
             Column::new("d3", dec),
-            Column::new("d4", Decimal { precision: 10, scale: 4 }),
-            Column::new("d5", Decimal { precision: 5, scale: 0 }),
+            Column::new(
+                "d4",
+                Decimal {
+                    precision: 10,
+                    scale: 4,
+                },
+            ),
+            Column::new(
+                "d5",
+                Decimal {
+                    precision: 5,
+                    scale: 0,
+                },
+            ),
             Column::new("ccy", NVarChar { len: Some(3) }),
             Column::new("o1", Date).nullable(),
             Column::new("o2", Date).nullable(),

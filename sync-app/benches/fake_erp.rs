@@ -43,28 +43,30 @@ impl ServerThread {
     fn start(config: FakeErpConfig) -> Result<ServerThread> {
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new().name("erp-server".into()).spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let erp = FakeErp::bind("127.0.0.1:0".parse().unwrap(), config)
-                    .await
-                    .expect("bind");
-                let tid = std::fs::read_link("/proc/thread-self")
-                    .expect("/proc/thread-self")
-                    .file_name()
-                    .expect("tid")
-                    .to_string_lossy()
-                    .into_owned();
-                tx.send((erp.local_addr(), tid)).expect("send");
-                tokio::select! {
-                    _ = erp.run() => {}
-                    _ = stop_rx => {}
-                }
-            });
-        })?;
+        let thread = std::thread::Builder::new()
+            .name("erp-server".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async move {
+                    let erp = FakeErp::bind("127.0.0.1:0".parse().unwrap(), config)
+                        .await
+                        .expect("bind");
+                    let tid = std::fs::read_link("/proc/thread-self")
+                        .expect("/proc/thread-self")
+                        .file_name()
+                        .expect("tid")
+                        .to_string_lossy()
+                        .into_owned();
+                    tx.send((erp.local_addr(), tid)).expect("send");
+                    tokio::select! {
+                        _ = erp.run() => {}
+                        _ = stop_rx => {}
+                    }
+                });
+            })?;
         let (addr, tid) = rx.recv().context("server thread")?;
         Ok(ServerThread {
             addr,
@@ -76,7 +78,8 @@ impl ServerThread {
 
     /// CPU time the server thread has used so far.
     fn cpu(&self) -> Duration {
-        let text = std::fs::read_to_string(format!("/proc/self/task/{}/schedstat", self.tid)).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(format!("/proc/self/task/{}/schedstat", self.tid)).unwrap_or_default();
         let ns: u64 = text
             .split_whitespace()
             .next()
@@ -291,13 +294,17 @@ fn main() -> Result<()> {
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     println!(
         "fake ERP encoding benchmark: {rows} rows per query, best of {repeat}, {} cores",
         std::thread::available_parallelism()?
     );
     println!();
-    println!("| schema | server encryption | client | rows | wall s | server CPU s | rows/s per server core | MB sent | RSS after, MB |");
+    println!(
+        "| schema | server encryption | client | rows | wall s | server CPU s | rows/s per server core | MB sent | RSS after, MB |"
+    );
     println!("|---|---|---|---:|---:|---:|---:|---:|---:|");
     for schema in [Schema::Modern, Schema::Classic] {
         for (encryption, raw_tls, tiberius_encrypt) in [

@@ -18,7 +18,9 @@ use tiberius::QueryItem;
 
 use crate::erp::ado::{Encrypt, Login};
 use crate::erp::mapping::{self, ResultCheck};
-use crate::erp::{ColumnMap, ErpConnection, ErpSource, RowError, ServerCertificate, fetch_server_certificate};
+use crate::erp::{
+    ColumnMap, ErpConnection, ErpSource, RowError, ServerCertificate, fetch_server_certificate,
+};
 
 /// Rows of `SOURCE_QUERY` the check reads.
 pub const SAMPLE_ROWS: usize = 5;
@@ -319,7 +321,11 @@ async fn sample(
     conn: &mut ErpConnection,
     query: &str,
 ) -> Result<(Vec<tiberius::Column>, Vec<tiberius::Row>), String> {
-    let mut stream = conn.client_mut().simple_query(query).await.map_err(|e| chain(&e))?;
+    let mut stream = conn
+        .client_mut()
+        .simple_query(query)
+        .await
+        .map_err(|e| chain(&e))?;
     let mut columns = None;
     let mut rows = Vec::new();
     while let Some(item) = stream.try_next().await.map_err(|e| chain(&e))? {
@@ -375,10 +381,7 @@ fn tls_state(source: &ErpSource, in_force: Encrypt) -> TlsState {
             TlsMode::Strict,
             format!("{given}: TDS 8.0, TLS from the first byte (ALPN tds/8.0)"),
         ),
-        (_, Encrypt::Mandatory) => (
-            TlsMode::Full,
-            format!("{given}: TLS for the login and all data"),
-        ),
+        (_, Encrypt::Mandatory) => (TlsMode::Full, format!("{given}: TLS for the login and all data")),
     };
     let checked = match mode {
         TlsMode::None => None,
@@ -438,15 +441,17 @@ impl fmt::Display for CheckReport {
         match &facts.tls.certificate {
             CertificateCheck::NoTls => writeln!(f, "  certificate  none (no TLS)")?,
             CertificateCheck::NotVerified(why) => writeln!(f, "  certificate  not verified: {why}")?,
-            CertificateCheck::Verified { against, name } => writeln!(
-                f,
-                "  certificate  verified against {against}, issued for {name}"
-            )?,
+            CertificateCheck::Verified { against, name } => {
+                writeln!(f, "  certificate  verified against {against}, issued for {name}")?
+            }
         }
         match &facts.certificate {
             None => {}
             Some(Ok(cert)) => writeln!(f, "               {cert}")?,
-            Some(Err(e)) => writeln!(f, "               (could not fetch the certificate to describe it: {e})")?,
+            Some(Err(e)) => writeln!(
+                f,
+                "               (could not fetch the certificate to describe it: {e})"
+            )?,
         }
         writeln!(f, "  login        {} ({})", facts.login, facts.login_kind)?;
         writeln!(

@@ -205,7 +205,10 @@ mod tests {
         assert!(cli.switch("--evolve"));
         assert_eq!(parse(&args("prune 7")).unwrap().args, vec!["7"]);
         let check = parse(&args("check --source-query x")).unwrap();
-        assert_eq!((check.command.as_str(), check.env["SOURCE_QUERY"].as_str()), ("check", "x"));
+        assert_eq!(
+            (check.command.as_str(), check.env["SOURCE_QUERY"].as_str()),
+            ("check", "x")
+        );
         assert_eq!(
             parse(&args("check --orders 5")).unwrap_err(),
             "unknown option --orders for `check`"

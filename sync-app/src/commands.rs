@@ -411,8 +411,7 @@ pub async fn fake_erp(cli: &crate::cli::Cli) -> anyhow::Result<()> {
     };
     let identity = match (cli.option("--cert"), cli.option("--key")) {
         (Some(cert), Some(key)) => Some(
-            fake_mssql::Identity::from_pem_files(cert.as_ref(), key.as_ref())
-                .context("--cert / --key")?,
+            fake_mssql::Identity::from_pem_files(cert.as_ref(), key.as_ref()).context("--cert / --key")?,
         ),
         (None, None) => None,
         _ => anyhow::bail!("--cert and --key go together"),

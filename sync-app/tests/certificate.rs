@@ -2,6 +2,9 @@
 //! PRELOGIN, TDS 8.0 strict), and named — subject, issuer, names, expiry — in the error of a
 //! connect that did not trust it, with the keywords that fix it. Against the fake ERP with
 //! its self-signed certificate, and with a certificate issued by a small CA of our own.
+mod common;
+
+use common::temp_dir;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -20,19 +23,6 @@ const LEAF_SUBJECT: &str = "CN=erp01.acme.test, O=Acme ERP, OU=Finance";
 
 fn no_env(_: &str) -> Option<String> {
     None
-}
-
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "sync-app-cert-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 async fn erp(config: FakeErpConfig) -> FakeErpHandle {

@@ -2,6 +2,9 @@
 //! both schemas and every encryption mode, and through the binary for the exit codes, the
 //! printed refusals (column, SQL type, `CAST`), login and certificate failures, and that
 //! nothing is written to the working directory.
+mod common;
+
+use common::temp_dir;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,19 +19,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_sync-app");
 
 fn no_env(_: &str) -> Option<String> {
     None
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "sync-app-check-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 async fn erp(config: FakeErpConfig) -> FakeErpHandle {
@@ -142,7 +132,8 @@ async fn both_schemas_pass_in_every_encryption_mode() {
             assert!(shown.contains("database     erp"), "{case}");
             assert!(shown.contains("OK: a sync would work."), "{case}");
             // The certificate the server presents, described (fetched by the check's probe).
-            let described = shown.contains("subject CN=localhost, O=fake-mssql; issuer the same — self-signed");
+            let described =
+                shown.contains("subject CN=localhost, O=fake-mssql; issuer the same — self-signed");
             assert_eq!(described, tls != TlsMode::None, "{case}: {shown}");
             let qty_open = shown
                 .lines()
@@ -156,7 +147,10 @@ async fn both_schemas_pass_in_every_encryption_mode() {
                         .lines()
                         .find(|l| l.trim_start().starts_with("unit_price"))
                         .unwrap();
-                    assert!(price.contains("smallmoney") && price.trim_end().ends_with(" ok"), "{case}");
+                    assert!(
+                        price.contains("smallmoney") && price.trim_end().ends_with(" ok"),
+                        "{case}"
+                    );
                     let notes = shown.lines().find(|l| l.trim_start().starts_with("notes"));
                     assert!(notes.is_none(), "the default query does not select notes: {case}");
                 }
@@ -212,21 +206,30 @@ async fn the_binary_exits_0_and_writes_nothing() {
     let (out, dir) = check_cli(&url, &[]).await;
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(0), "{shown}");
-    assert!(shown.contains("TLS          login only (Encrypt=false"), "{shown}");
-    assert!(shown.contains("SOURCE_QUERY (default): SELECT order_no"), "{shown}");
+    assert!(
+        shown.contains("TLS          login only (Encrypt=false"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("SOURCE_QUERY (default): SELECT order_no"),
+        "{shown}"
+    );
     assert!(shown.contains("no effect    Pooling"), "{shown}");
-    assert!(shown.contains("First 5 row(s) through the mapping: 5 ok"), "{shown}");
-    assert!(!shown.contains("Password=sync"), "the connection string is not echoed: {shown}");
+    assert!(
+        shown.contains("First 5 row(s) through the mapping: 5 ok"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("Password=sync"),
+        "the connection string is not echoed: {shown}"
+    );
     // DATABASE_URL unset: the default would be sync-app.db right here.
     assert_empty(&dir);
     // An explicit SQLite file is not created either.
     let db = dir.join("local.db");
     let (out, dir2) = check_cli(
         &url,
-        &[(
-            "DATABASE_URL",
-            &format!("sqlite://{}?mode=rwc", db.display()),
-        )],
+        &[("DATABASE_URL", &format!("sqlite://{}?mode=rwc", db.display()))],
     )
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -300,7 +303,10 @@ async fn a_source_query_with_a_column_the_record_cannot_take_exits_1() {
         shown.contains("optional fields without a column: warehouse, erp_modified_at"),
         "{shown}"
     );
-    assert!(shown.contains("SOURCE_QUERY: SELECT order_no, order_date AS line_no"), "{shown}");
+    assert!(
+        shown.contains("SOURCE_QUERY: SELECT order_no, order_date AS line_no"),
+        "{shown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,7 +349,10 @@ async fn a_bad_login_exits_1_naming_the_login_error() {
     let (out, dir) = check_cli(&url, &[]).await;
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");
-    assert!(shown.contains("connect      FAILED: login to SQL Server"), "{shown}");
+    assert!(
+        shown.contains("connect      FAILED: login to SQL Server"),
+        "{shown}"
+    );
     assert!(shown.contains("Login failed for user 'sync'"), "{shown}");
     assert!(!shown.contains("wrong"), "the password is not echoed: {shown}");
     assert_empty(&dir);
@@ -364,7 +373,10 @@ async fn an_untrusted_certificate_exits_1_naming_the_keywords() {
         shown.contains("TrustServerCertificate") && shown.contains("Server Certificate"),
         "{shown}"
     );
-    assert!(shown.contains("NOT OK: a sync would fail (cannot connect)."), "{shown}");
+    assert!(
+        shown.contains("NOT OK: a sync would fail (cannot connect)."),
+        "{shown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,25 +1,16 @@
 //! The `sync-app` binary: exit codes, configuration errors, `fake-erp` + `sync` as
 //! separate processes, and `serve` (auth, pages, graceful shutdown on SIGTERM).
 
+mod common;
+
+use common::temp_dir;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sync-app");
-
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "sync-app-cli-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// The binary with a clean environment (no inherited DATABASE_URL, MSSQL_URL, …) in `dir`.
 fn cmd(dir: &std::path::Path) -> Command {
@@ -91,9 +82,10 @@ fn usage_and_configuration_errors_exit_2_and_name_the_variable() {
     assert_eq!(out.status.code(), Some(2), "the flag wins over the variable");
     assert!(text(&out.stderr).contains("SYNC_INTERVAL"));
 
-    let out = run(cmd(&dir)
-        .arg("serve")
-        .env("MSSQL_URL", "server=tcp:127.0.0.1,1;user id=u;password=p;encrypt=DANGER_PLAINTEXT"));
+    let out = run(cmd(&dir).arg("serve").env(
+        "MSSQL_URL",
+        "server=tcp:127.0.0.1,1;user id=u;password=p;encrypt=DANGER_PLAINTEXT",
+    ));
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("ADMIN_USER"), "{}", text(&out.stderr));
 

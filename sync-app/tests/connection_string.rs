@@ -2,6 +2,9 @@
 //! accepted without effect, or refused by name), the address forms, and connecting to the
 //! fake ERP with them: encryption modes × `Encrypt`, certificate trust, SQL Server Browser,
 //! token login, timeouts, packet size and application name.
+mod common;
+
+use common::temp_dir;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -333,19 +336,6 @@ fn timeouts_zero_is_no_limit_and_app_name_default() {
 }
 
 // ---------------------------------------------------------------- against the fake ERP
-
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "sync-app-connstr-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 async fn erp(config: FakeErpConfig) -> FakeErpHandle {
     FakeErp::bind(

@@ -105,7 +105,11 @@ async fn assert_stream_matches(
             assert_eq!(types[2], ColumnType::Daten);
             assert_eq!(types[3], ColumnType::NVarchar);
             assert_eq!(types[7], ColumnType::Decimaln);
-            assert_eq!(types[17], ColumnType::Bit, "NOT NULL columns use the fixed-length types");
+            assert_eq!(
+                types[17],
+                ColumnType::Bit,
+                "NOT NULL columns use the fixed-length types"
+            );
             assert_eq!(types[18], ColumnType::Datetime2);
         }
         let want = expected

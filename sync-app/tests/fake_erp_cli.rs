@@ -1,10 +1,13 @@
 //! `sync-app fake-erp`'s SQL Server settings, through the binary: certificates (generated and
 //! written with `--cert-out`, or given with `--cert` / `--key`), encryption modes, the login
 //! and database, an access token, and a named instance announced by the SQL Server Browser.
+mod common;
+
+use common::temp_dir;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -13,19 +16,6 @@ use tokio::net::TcpStream;
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sync-app");
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "sync-app-fake-erp-cli-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A running `fake-erp` and what it printed.
 struct Erp {
@@ -57,10 +47,7 @@ fn fake_erp(dir: &Path, extra: &[&str]) -> Erp {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let (mut addr, mut browser) = (None, None);
     loop {
-        let line = lines
-            .next()
-            .expect("fake-erp printed its MSSQL_URL")
-            .unwrap();
+        let line = lines.next().expect("fake-erp printed its MSSQL_URL").unwrap();
         if let Some(a) = line.strip_prefix("fake ERP listening on ") {
             addr = Some(a.trim().parse().unwrap());
         }
@@ -78,7 +65,10 @@ fn fake_erp(dir: &Path, extra: &[&str]) -> Erp {
     }
 }
 
-async fn connect(addr: SocketAddr, config: Config) -> tiberius::Result<Client<tokio_util::compat::Compat<TcpStream>>> {
+async fn connect(
+    addr: SocketAddr,
+    config: Config,
+) -> tiberius::Result<Client<tokio_util::compat::Compat<TcpStream>>> {
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     Client::connect(config, tcp.compat_write()).await
@@ -108,7 +98,10 @@ fn base_config(addr: SocketAddr) -> Config {
 async fn the_generated_certificate_is_written_and_trusted_by_path() {
     let dir = temp_dir("cert-out");
     let pem = dir.join("erp.pem");
-    let erp = fake_erp(&dir, &["--encryption", "required", "--cert-out", pem.to_str().unwrap()]);
+    let erp = fake_erp(
+        &dir,
+        &["--encryption", "required", "--cert-out", pem.to_str().unwrap()],
+    );
     let text = std::fs::read_to_string(&pem).unwrap();
     assert!(text.starts_with("-----BEGIN CERTIFICATE-----"), "{text}");
 
@@ -120,11 +113,10 @@ async fn the_generated_certificate_is_written_and_trusted_by_path() {
     // Not trusted: the system's roots do not know a self-signed certificate.
     let mut untrusted = base_config(erp.addr);
     untrusted.encryption(EncryptionLevel::Required);
-    let err = count_orders(erp.addr, untrusted).await.expect_err("an untrusted certificate");
-    assert!(
-        err.to_string().to_lowercase().contains("certificate"),
-        "{err}"
-    );
+    let err = count_orders(erp.addr, untrusted)
+        .await
+        .expect_err("an untrusted certificate");
+    assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -197,7 +189,10 @@ async fn encryption_modes_from_the_command_line() {
     let mut c = base_config(strict.addr);
     c.encryption(EncryptionLevel::Required);
     c.trust_cert();
-    assert!(count_orders(strict.addr, c).await.is_err(), "strict refuses TDS 7.x TLS");
+    assert!(
+        count_orders(strict.addr, c).await.is_err(),
+        "strict refuses TDS 7.x TLS"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -227,14 +222,20 @@ async fn login_database_and_access_token_from_the_command_line() {
     wrong.authentication(AuthMethod::sql_server("erp_reader", "sync"));
     wrong.database("ERP_PROD");
     let err = count_orders(erp.addr, wrong).await.unwrap_err();
-    assert!(matches!(&err, tiberius::error::Error::Server(e) if e.code() == 18456), "{err:?}");
+    assert!(
+        matches!(&err, tiberius::error::Error::Server(e) if e.code() == 18456),
+        "{err:?}"
+    );
 
     let mut no_db = base_config(erp.addr);
     no_db.trust_cert();
     no_db.authentication(AuthMethod::sql_server("erp_reader", "p;w'd"));
     no_db.database("erp");
     let err = count_orders(erp.addr, no_db).await.unwrap_err();
-    assert!(matches!(&err, tiberius::error::Error::Server(e) if e.code() == 4060), "{err:?}");
+    assert!(
+        matches!(&err, tiberius::error::Error::Server(e) if e.code() == 4060),
+        "{err:?}"
+    );
 
     let mut token = base_config(erp.addr);
     token.trust_cert();
@@ -258,9 +259,7 @@ fn a_named_instance_is_announced_by_the_sql_server_browser() {
     );
     let browser = erp.browser.expect("the browser address is printed");
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut request = vec![0x04];
     request.extend_from_slice(b"SQLEXPRESS");
     socket.send_to(&request, browser).unwrap();
@@ -282,17 +281,31 @@ async fn a_windows_login_is_configured_from_the_command_line() {
     // Half a Windows login is refused with a message naming both flags.
     let out = Command::new(BIN)
         .current_dir(&dir)
-        .args(["fake-erp", "--listen", "127.0.0.1:0", "--windows-user", r"CORP\alice"])
+        .args([
+            "fake-erp",
+            "--listen",
+            "127.0.0.1:0",
+            "--windows-user",
+            r"CORP\alice",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--windows-user and --windows-password go together"), "{stderr}");
+    assert!(
+        stderr.contains("--windows-user and --windows-password go together"),
+        "{stderr}"
+    );
     // With both, the server starts; its SQL login still works (the NTLM exchange itself is
     // tested in fake-mssql/tests/windows_login.rs with tiberius's sspi-rs client).
     let erp = fake_erp(
         &dir,
-        &["--windows-user", r"CORP\alice", "--windows-password", "Winter2026!"],
+        &[
+            "--windows-user",
+            r"CORP\alice",
+            "--windows-password",
+            "Winter2026!",
+        ],
     );
     let config = Config::from_ado_string(&erp.url).unwrap();
     assert_eq!(count_orders(erp.addr, config).await.unwrap(), 300);

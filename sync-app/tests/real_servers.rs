@@ -53,10 +53,7 @@ async fn stored(db: &TestDb) -> Vec<OpenOrder> {
 /// Syncs with `source` and checks the stored rows against the generator.
 async fn sync_and_check(db: &TestDb, logger: &joblog::JobLogger, source: ErpSource, what: &str) {
     let job = SyncOpenOrdersJob::new(source, DEFAULT_SOURCE_QUERY, logger.db().clone());
-    let stats = job
-        .run(logger)
-        .await
-        .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    let stats = job.run(logger).await.unwrap_or_else(|e| panic!("{what}: {e:#}"));
     assert_eq!(stats.fetched, ORDERS, "{what}");
     let want: Vec<OpenOrder> = order_lines(SEED, 0, ORDERS).map(OpenOrder::from).collect();
     assert_eq!(stored(db).await, want, "{what}: the stored rows are the ERP's");
@@ -150,4 +147,7 @@ async fn through_the_sql_server_browser_and_with_a_token(db: TestDb) {
     sync_and_check(&db, &logger, source, "access token").await;
 }
 
-backend_tests!(every_encryption_mode_and_schema, through_the_sql_server_browser_and_with_a_token);
+backend_tests!(
+    every_encryption_mode_and_schema,
+    through_the_sql_server_browser_and_with_a_token
+);

@@ -135,7 +135,9 @@ pub(crate) fn parse(p: &[u8]) -> io::Result<Login7> {
 
 fn parse_features(p: &[u8], mut pos: usize, login: &mut Login7) -> io::Result<()> {
     loop {
-        let id = *p.get(pos).ok_or_else(|| invalid("FeatureExt is not terminated"))?;
+        let id = *p
+            .get(pos)
+            .ok_or_else(|| invalid("FeatureExt is not terminated"))?;
         if id == FEATURE_TERMINATOR {
             return Ok(());
         }

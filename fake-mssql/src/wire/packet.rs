@@ -307,7 +307,10 @@ mod tests {
     #[tokio::test]
     async fn bytes_written_in_place_are_cut_into_packets_like_put() {
         for packet_size in [512usize, 4096, 32_767] {
-            let (mut a, mut b) = (PacketWriter::new(packet_size, 7), PacketWriter::new(packet_size, 7));
+            let (mut a, mut b) = (
+                PacketWriter::new(packet_size, 7),
+                PacketWriter::new(packet_size, 7),
+            );
             let (mut sink_a, mut sink_b) = (Vec::new(), Vec::new());
             for i in 0..3_000usize {
                 let row: Vec<u8> = (0..(i * 53) % 2_000).map(|x| (x ^ i) as u8).collect();
@@ -352,5 +355,4 @@ mod tests {
                 .all(|(status, len, _)| *status == STATUS_NORMAL && *len <= 512)
         );
     }
-
 }

@@ -153,10 +153,7 @@ pub(crate) fn parse_rpc(payload: &[u8]) -> io::Result<RpcRequest> {
 /// Reads a TYPE_INFO and the value that follows; returns the value and the next position.
 fn read_typed_value(p: &[u8], mut pos: usize) -> io::Result<(Value, usize)> {
     let byte = |at: usize| p.get(at).copied().ok_or_else(|| invalid("truncated RPC value"));
-    let slice = |at: usize, len: usize| {
-        p.get(at..at + len)
-            .ok_or_else(|| invalid("truncated RPC value"))
-    };
+    let slice = |at: usize, len: usize| p.get(at..at + len).ok_or_else(|| invalid("truncated RPC value"));
     let ty = byte(pos)?;
     pos += 1;
     let fixed_int = |bytes: &[u8]| -> i64 {
@@ -185,7 +182,9 @@ fn read_typed_value(p: &[u8], mut pos: usize) -> io::Result<(Value, usize)> {
             pos + 8,
         )),
         0x3B => Ok((
-            Value::Float(f64::from(f32::from_le_bytes(slice(pos, 4)?.try_into().expect("4")))),
+            Value::Float(f64::from(f32::from_le_bytes(
+                slice(pos, 4)?.try_into().expect("4"),
+            ))),
             pos + 4,
         )),
         // One-byte max length, one-byte value length.
@@ -257,7 +256,7 @@ fn read_typed_value(p: &[u8], mut pos: usize) -> io::Result<(Value, usize)> {
             }
             Ok((Value::Date(date_from(slice(pos, 3)?)), pos + len))
         }
-        0x29 | 0x2A | 0x2B => {
+        0x29..=0x2B => {
             let scale = byte(pos)?;
             pos += 1;
             let len = usize::from(byte(pos)?);
@@ -360,9 +359,9 @@ fn date_from(b: &[u8]) -> NaiveDate {
 /// Windows-1252 to Unicode (the code page of SQL_Latin1_General_CP1).
 pub(crate) fn cp1252_char(b: u8) -> char {
     const HIGH: [u16; 32] = [
-        0x20AC, 0xFFFD, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152,
-        0xFFFD, 0x017D, 0xFFFD, 0xFFFD, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122,
-        0x0161, 0x203A, 0x0153, 0xFFFD, 0x017E, 0x0178,
+        0x20AC, 0xFFFD, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039,
+        0x0152, 0xFFFD, 0x017D, 0xFFFD, 0xFFFD, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
+        0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0xFFFD, 0x017E, 0x0178,
     ];
     match b {
         0x80..=0x9F => char::from_u32(u32::from(HIGH[usize::from(b - 0x80)])).unwrap_or('\u{FFFD}'),

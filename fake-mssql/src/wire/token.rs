@@ -119,7 +119,14 @@ pub(crate) fn put_error(out: &mut Vec<u8>, tds: TdsVersion, e: &SqlError, server
 }
 
 /// An INFO token (class 0).
-pub(crate) fn put_info(out: &mut Vec<u8>, tds: TdsVersion, number: u32, state: u8, message: &str, server: &str) {
+pub(crate) fn put_info(
+    out: &mut Vec<u8>,
+    tds: TdsVersion,
+    number: u32,
+    state: u8,
+    message: &str,
+    server: &str,
+) {
     let mut info = SqlError::new(number, 0, message);
     info.state = state;
     put_message(out, tds, TOKEN_INFO, &info, server);

@@ -447,7 +447,9 @@ fn null_of(ty: ColumnType) -> Option<ColumnData<'static>> {
         ColumnType::Int4 | ColumnType::Intn | ColumnType::Null => ColumnData::I32(None),
         ColumnType::Int8 => ColumnData::I64(None),
         ColumnType::Float4 => ColumnData::F32(None),
-        ColumnType::Float8 | ColumnType::Floatn | ColumnType::Money | ColumnType::Money4 => ColumnData::F64(None),
+        ColumnType::Float8 | ColumnType::Floatn | ColumnType::Money | ColumnType::Money4 => {
+            ColumnData::F64(None)
+        }
         ColumnType::Datetime | ColumnType::Datetimen => ColumnData::DateTime(None),
         ColumnType::Datetime4 => ColumnData::SmallDateTime(None),
         ColumnType::Guid => ColumnData::Guid(None),

@@ -30,7 +30,9 @@ mod orders;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use fake_mssql::{Encryption, Identity, Query, Reply, ResultSet, Server, ServerConfig, ServerHandle, SqlError};
+use fake_mssql::{
+    Encryption, Identity, Query, Reply, ResultSet, Server, ServerConfig, ServerHandle, SqlError,
+};
 use tracing::debug;
 
 pub use data::{

@@ -61,7 +61,11 @@ pub(crate) fn columns(schema: Schema, quirks: Quirks) -> Vec<Column> {
             Schema::Classic => SqlType::SmallMoney,
         }
     };
-    let qty_open = if quirks.wrong_type { nv(40) } else { dec(QTY_PRECISION, 4) };
+    let qty_open = if quirks.wrong_type {
+        nv(40)
+    } else {
+        dec(QTY_PRECISION, 4)
+    };
     let types: [(SqlType, bool); 19] = match schema {
         Schema::Modern => [
             (SqlType::BigInt, false),
@@ -208,7 +212,8 @@ pub(crate) fn projection(sql: &str, all: &[Column]) -> Result<Projection, SqlErr
     let find = |name: &str| {
         let bare = name.rsplit('.').next().unwrap_or(name);
         let bare = bare.trim_matches(|c| c == '[' || c == ']' || c == '"');
-        all.iter().position(|c| c.name.eq_ignore_ascii_case(bare))
+        all.iter()
+            .position(|c| c.name.eq_ignore_ascii_case(bare))
             .ok_or_else(|| SqlError::new(207, 16, format!("Invalid column name '{bare}'.")))
     };
     let mut selected = Vec::new();
@@ -222,7 +227,10 @@ pub(crate) fn projection(sql: &str, all: &[Column]) -> Result<Projection, SqlErr
                 return Err(SqlError::new(
                     50_000,
                     16,
-                    format!("The fake ERP reads column names only, not expressions: '{}'.", item.trim()),
+                    format!(
+                        "The fake ERP reads column names only, not expressions: '{}'.",
+                        item.trim()
+                    ),
                 ));
             }
         };
@@ -230,7 +238,10 @@ pub(crate) fn projection(sql: &str, all: &[Column]) -> Result<Projection, SqlErr
             return Err(SqlError::new(
                 50_000,
                 16,
-                format!("The fake ERP reads column names only, not expressions: '{}'.", item.trim()),
+                format!(
+                    "The fake ERP reads column names only, not expressions: '{}'.",
+                    item.trim()
+                ),
             ));
         }
         if name == "*" || name.ends_with(".*") {
@@ -293,10 +304,17 @@ impl RowSource for OrderRows {
             return false;
         };
         match (&self.projection, self.schema) {
-            (Projection::Prefix(_), Schema::Modern) => modern_row(row, catalog(), &line, self.index, self.quirks),
-            (Projection::Prefix(n), Schema::Classic) => {
-                classic_row(row, catalog(), &line, self.index, self.quirks, *n > OPEN_ORDERS_COLUMNS.len())
+            (Projection::Prefix(_), Schema::Modern) => {
+                modern_row(row, catalog(), &line, self.index, self.quirks)
             }
+            (Projection::Prefix(n), Schema::Classic) => classic_row(
+                row,
+                catalog(),
+                &line,
+                self.index,
+                self.quirks,
+                *n > OPEN_ORDERS_COLUMNS.len(),
+            ),
             (Projection::Columns(list), schema) => {
                 let values = row_values(schema, &line, self.index, self.quirks);
                 for (i, _) in list {
@@ -415,7 +433,14 @@ fn modern_row(row: &mut RowWriter<'_>, cat: &Catalog, line: &LineSpec, index: u6
     row.datetime(line.modified_at);
 }
 
-fn classic_row(row: &mut RowWriter<'_>, cat: &Catalog, line: &LineSpec, index: u64, quirks: Quirks, extras: bool) {
+fn classic_row(
+    row: &mut RowWriter<'_>,
+    cat: &Catalog,
+    line: &LineSpec,
+    index: u64,
+    quirks: Quirks,
+    extras: bool,
+) {
     let customer = &cat.customers[line.customer];
     let item = &cat.items[line.item];
     row.int(line.order_no);
@@ -475,7 +500,10 @@ fn row_guid(order_no: i64, line_no: i32) -> [u8; 16] {
 /// PLP chunks.
 fn notes(line: &LineSpec) -> Option<String> {
     match line.order_no % 97 {
-        0 => Some(format!("Deliver to gate 3 — call 30 min ahead. Order {}.", line.order_no)),
+        0 => Some(format!(
+            "Deliver to gate 3 — call 30 min ahead. Order {}.",
+            line.order_no
+        )),
         1 if line.line_no == 1 => Some("Prüfzeugnis 3.1 nach EN 10204 beilegen. ".repeat(120)),
         _ => None,
     }
@@ -511,13 +539,23 @@ mod tests {
         let all = columns(Schema::Classic, Quirks::default());
         let documented = super::super::OPEN_ORDERS_SQL;
         assert_eq!(projection(documented, &all).unwrap(), Projection::Prefix(19));
-        assert_eq!(projection("SELECT * FROM dbo.vw_OpenOrders", &all).unwrap(), Projection::Prefix(21));
         assert_eq!(
-            projection("SELECT TOP (5) [line_no], o.order_no AS [no] FROM dbo.vw_OpenOrders o", &all).unwrap(),
+            projection("SELECT * FROM dbo.vw_OpenOrders", &all).unwrap(),
+            Projection::Prefix(21)
+        );
+        assert_eq!(
+            projection(
+                "SELECT TOP (5) [line_no], o.order_no AS [no] FROM dbo.vw_OpenOrders o",
+                &all
+            )
+            .unwrap(),
             Projection::Columns(vec![(1, "line_no".into()), (0, "no".into())])
         );
         let e = projection("SELECT order_no, colour FROM dbo.vw_OpenOrders", &all).unwrap_err();
-        assert_eq!((e.number, e.message.as_str()), (207, "Invalid column name 'colour'."));
+        assert_eq!(
+            (e.number, e.message.as_str()),
+            (207, "Invalid column name 'colour'.")
+        );
         assert!(projection("SELECT CAST(order_no AS int) FROM dbo.vw_OpenOrders", &all).is_err());
     }
 }

@@ -170,3 +170,14 @@ macro_rules! backend_tests {
         }
     };
 }
+
+/// A fresh directory under the system's temp dir, unique to this process and moment.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "sync-app-test-{tag}-{}-{}",
+        std::process::id(),
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

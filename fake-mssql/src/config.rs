@@ -96,6 +96,13 @@ impl fmt::Display for ParseFaultError {
 
 impl std::error::Error for ParseFaultError {}
 
+impl ParseFaultError {
+    /// Why the spelling was refused (without the list of valid modes).
+    pub fn reason(&self) -> &str {
+        self.reason
+    }
+}
+
 impl FromStr for Fault {
     type Err = ParseFaultError;
 

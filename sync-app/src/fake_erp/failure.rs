@@ -45,7 +45,7 @@ pub enum Failure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseFailureError {
     input: String,
-    reason: &'static str,
+    reason: String,
 }
 
 impl fmt::Display for ParseFailureError {
@@ -64,39 +64,46 @@ impl std::error::Error for ParseFailureError {}
 impl FromStr for Failure {
     type Err = ParseFailureError;
 
+    /// The view's own modes (`sql`, `null-at:N`, `overflow-at:N`, `wrong-type`) here; the
+    /// server's (`login`, `tls`, `drop-after:N`, `stall`, `stall-after:N`) through
+    /// [`fake_mssql::Fault`]'s parser.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |reason| ParseFailureError {
+        let err = |reason: &str| ParseFailureError {
             input: s.to_owned(),
-            reason,
+            reason: reason.to_owned(),
         };
         let text = s.trim().to_ascii_lowercase();
         let (name, arg) = match text.split_once(':') {
             Some((name, arg)) => (name.trim(), Some(arg.trim())),
             None => (text.as_str(), None),
         };
-        let count = |arg: Option<&str>| -> Result<u64, ParseFailureError> {
-            match arg {
-                None | Some("") => Err(err("this mode needs a row count, e.g. drop-after:500")),
-                Some(n) => n
-                    .parse()
-                    .map_err(|_| err("the row count must be a non-negative integer")),
-            }
+        let count = |arg: Option<&str>| match arg {
+            None | Some("") => Err(err("this mode needs a row count, e.g. null-at:500")),
+            Some(n) => n
+                .parse()
+                .map_err(|_| err("the row count must be a non-negative integer")),
         };
         let no_arg = |value: Failure| match arg {
             None => Ok(value),
             Some(_) => Err(err("this mode takes no `:N` argument")),
         };
         match name {
-            "login" => no_arg(Failure::Login),
-            "tls" => no_arg(Failure::Tls),
             "sql" => no_arg(Failure::Sql),
-            "stall" => no_arg(Failure::Stall),
             "wrong-type" => no_arg(Failure::WrongType),
-            "drop-after" => Ok(Failure::DropAfter(count(arg)?)),
-            "stall-after" => Ok(Failure::StallAfter(count(arg)?)),
             "null-at" => Ok(Failure::NullAt(count(arg)?)),
             "overflow-at" => Ok(Failure::OverflowAt(count(arg)?)),
-            _ => Err(err("unknown mode")),
+            _ => match s.parse::<fake_mssql::Fault>() {
+                Ok(fake_mssql::Fault::Login) => Ok(Failure::Login),
+                Ok(fake_mssql::Fault::Tls) => Ok(Failure::Tls),
+                Ok(fake_mssql::Fault::DropAfter(n)) => Ok(Failure::DropAfter(n)),
+                Ok(fake_mssql::Fault::Stall) => Ok(Failure::Stall),
+                Ok(fake_mssql::Fault::StallAfter(n)) => Ok(Failure::StallAfter(n)),
+                Ok(other) => Err(err(&format!("`{other}` is not a mode of the fake ERP"))),
+                Err(e) => Err(ParseFailureError {
+                    input: s.to_owned(),
+                    reason: e.reason().to_owned(),
+                }),
+            },
         }
     }
 }

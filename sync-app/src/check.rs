@@ -219,6 +219,11 @@ pub async fn run(source: &ErpSource, query: &str, default_query: bool) -> CheckR
             "Entra ID access token from MSSQL_ACCESS_TOKEN / MSSQL_ACCESS_TOKEN_FILE",
             "(access token)".to_owned(),
         ),
+        #[cfg(feature = "kerberos")]
+        Login::Integrated => (
+            "Windows login with the current Kerberos ticket",
+            "(Kerberos)".to_owned(),
+        ),
     };
     let tls = tls_state(source, info.encryption);
     let certificate = match tls.mode {

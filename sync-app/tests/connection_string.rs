@@ -278,8 +278,23 @@ fn logins() {
     // A Windows account, Integrated Security and a missing login are refused by name.
     let e = parse("Server=h;User ID=CORP\\sync;Password=p").unwrap_err();
     assert!(e.contains("`User ID`") && e.contains("sspi-rs"), "{e}");
-    let e = parse("Server=h;Trusted_Connection=True").unwrap_err();
-    assert!(e.contains("`Trusted_Connection`") && e.contains("sspi-rs"), "{e}");
+    // Without a user: the current Kerberos ticket, which needs the `kerberos` feature.
+    #[cfg(not(feature = "kerberos"))]
+    {
+        let e = parse("Server=h;Trusted_Connection=True").unwrap_err();
+        assert!(
+            e.contains("`Trusted_Connection`") && e.contains("`kerberos` cargo feature"),
+            "{e}"
+        );
+    }
+    #[cfg(feature = "kerberos")]
+    assert!(parse("Server=h;Trusted_Connection=True").is_ok());
+    // With a user and password (NTLM): refused in any build, naming sspi-rs.
+    let e = parse("Server=h;Integrated Security=SSPI;User ID=CORP\\alice;Password=x").unwrap_err();
+    assert!(
+        e.contains("`Integrated Security`") && e.contains("sspi-rs"),
+        "{e}"
+    );
     let e = parse("Server=h").unwrap_err();
     assert!(e.contains("`User ID`"), "{e}");
     // The access token.
@@ -687,7 +702,7 @@ fn a_refused_keyword_exits_2_naming_it() {
             "`Failover Partner`",
         ),
         ("Server=h;User ID=u;Password=p;Colour=blue", "`Colour`"),
-        ("Server=h;Integrated Security=SSPI", "`Integrated Security`"),
+        ("Server=h;Integrated Security=SSPI;User ID=CORP\\alice;Password=x", "`Integrated Security`"),
         (
             "Server=h;Authentication=ActiveDirectoryPassword;User ID=u;Password=p",
             "`Authentication`",
@@ -717,4 +732,28 @@ async fn an_untrusted_certificate_exits_1_naming_the_keywords() {
         err.contains("TrustServerCertificate=true") && err.contains("Server Certificate=PATH"),
         "{err}"
     );
+}
+
+/// `Integrated Security=true` without a user goes to tiberius's GSSAPI (feature `kerberos`).
+/// A test machine has no Kerberos ticket, so the login fails in GSSAPI — on the client,
+/// before the server is asked — and says so.
+#[cfg(feature = "kerberos")]
+#[tokio::test]
+async fn integrated_security_uses_the_kerberos_ticket() {
+    let erp = erp(mode(Encryption::Optional)).await;
+    let ado = format!(
+        "Server=tcp:127.0.0.1,{};Database=erp;Integrated Security=true;Encrypt=true;\
+         TrustServerCertificate=true;Connect Timeout=5",
+        erp.local_addr().port()
+    );
+    let source = ErpSource::from_ado(&ado).expect("Integrated Security=true is accepted");
+    let err = source.connect().await.expect_err("no Kerberos ticket here");
+    let mut chain = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        chain.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    assert!(chain.contains("GSSAPI"), "{chain}");
+    assert_eq!(erp.stats().logins(), 0);
 }

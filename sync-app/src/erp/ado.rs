@@ -18,7 +18,7 @@
 //! | Initial Catalog (Database) | honoured |
 //! | User ID (UID, User), Password (PWD) | honoured (SQL login); `DOMAIN\\user` refused (Windows login, see below) |
 //! | Authentication | `SqlPassword`, `ActiveDirectoryAccessToken` (token from `MSSQL_ACCESS_TOKEN` / `MSSQL_ACCESS_TOKEN_FILE`, sent as FEDAUTH) honoured; every other value refused by name |
-//! | Integrated Security (Trusted_Connection) | `false`/`no` accepted; `true`/`yes`/`sspi` refused: tiberius's `sspi-rs` cannot be built in this workspace |
+//! | Integrated Security (Trusted_Connection) | `false`/`no` accepted; `true`/`yes`/`sspi` without a user: the current Kerberos ticket in a build with the `kerberos` feature, refused naming the feature otherwise; with a user and password (NTLM) refused: tiberius's `sspi-rs` cannot be built in this workspace |
 //! | Encrypt | `true`/`yes`/`mandatory` (default): TLS for everything, certificate checked; `false`/`no`/`optional`: TLS for the login only, certificate not checked (as SqlClient) unless the server forces encryption, `Server Certificate` or `HostNameInCertificate` is given, plain text against a server without TLS; `strict`: TDS 8.0; `DANGER_PLAINTEXT` (tiberius's extension): no TLS at all |
 //! | TrustServerCertificate, HostNameInCertificate, Server Certificate | honoured (`Server Certificate=PATH` trusts that PEM/DER certificate as a root — a self-signed certificate, or the CA that issued it; the host name is still checked). Unlike SqlClient, TrustServerCertificate also applies with `Encrypt=strict` |
 //! | Connect Timeout (Connection Timeout, Timeout) | honoured: browser, TCP, TLS and login together; 0 = no limit |
@@ -225,10 +225,16 @@ pub struct Keyword {
 
 const POOL: &str =
     "a connection-pool setting; sync-app opens one connection per sync and closes it, so there is no pool";
-const WINDOWS_AUTH: &str = "Windows authentication (SSPI / NTLM / Kerberos) is not available: tiberius's `sspi-rs` \
-     feature cannot be built in this workspace (sspi 0.18 pins pre-release crypto crates that conflict with sqlx's \
-     in one Cargo.lock); use a SQL login (User ID / Password) or Authentication=ActiveDirectoryAccessToken with \
-     MSSQL_ACCESS_TOKEN";
+const WINDOWS_AUTH: &str = "Windows authentication with a user and password (NTLM) is not available: tiberius's \
+     `sspi-rs` feature cannot be built in this workspace (sspi 0.18 pins pre-release crypto crates that conflict \
+     with sqlx's in one Cargo.lock); use a SQL login (User ID / Password), Authentication=ActiveDirectoryAccessToken \
+     with MSSQL_ACCESS_TOKEN, or Integrated Security=true without a user (the current Kerberos ticket, in a \
+     sync-app built with the `kerberos` feature)";
+/// Why `Integrated Security=true` is refused by a build without the `kerberos` feature.
+#[cfg(not(feature = "kerberos"))]
+const KERBEROS_FEATURE: &str = "logging in with the current Kerberos ticket needs sync-app built with the \
+     `kerberos` cargo feature (`cargo build --release -p sync-app --features kerberos`; it needs the system's Kerberos \
+     library: Debian packages libkrb5-dev and libclang-dev); this build has no Kerberos support";
 
 /// Every keyword Microsoft.Data.SqlClient documents, and what sync-app does with it.
 pub const KEYWORDS: &[Keyword] = &[
@@ -247,7 +253,7 @@ pub const KEYWORDS: &[Keyword] = &[
     kw(
         "Integrated Security",
         &["integrated security", "trusted_connection"],
-        Treatment::RefusedUnlessDefault(WINDOWS_AUTH),
+        Treatment::Honoured,
     ),
     kw("Authentication", &["authentication"], Treatment::Honoured),
     kw("Encrypt", &["encrypt"], Treatment::Honoured),
@@ -600,6 +606,9 @@ pub enum Login {
     /// An Entra ID access token (sent as FEDAUTH), from `MSSQL_ACCESS_TOKEN` or
     /// `MSSQL_ACCESS_TOKEN_FILE`.
     AccessToken(String),
+    /// The current Kerberos ticket (`Integrated Security=true`, feature `kerberos`).
+    #[cfg(feature = "kerberos")]
+    Integrated,
 }
 
 impl fmt::Debug for Login {
@@ -607,6 +616,8 @@ impl fmt::Debug for Login {
         match self {
             Login::Sql { user, .. } => f.debug_struct("Sql").field("user", user).finish_non_exhaustive(),
             Login::AccessToken(_) => f.write_str("AccessToken(…)"),
+            #[cfg(feature = "kerberos")]
+            Login::Integrated => f.write_str("Integrated"),
         }
     }
 }
@@ -808,10 +819,12 @@ impl AdoSettings {
                 format!("must be Implicit Unbind or Explicit Unbind, got `{v}`"),
             ));
         }
-        if let Some((k, v)) = get("Integrated Security") {
-            // Only false/no got here; `sspi` and true were refused above.
-            boolean(k, v)?;
-        }
+        // `Integrated Security=true|yes|sspi`: the current Kerberos ticket (feature `kerberos`).
+        let integrated = match get("Integrated Security") {
+            Some((_, v)) if v.trim().eq_ignore_ascii_case("sspi") => get("Integrated Security"),
+            Some((k, v)) => boolean(k, v)?.then_some((k, v)),
+            None => None,
+        };
 
         let server = match get("Data Source") {
             Some((k, v)) => ServerAddress::parse(k, v)?,
@@ -960,7 +973,19 @@ impl AdoSettings {
                 password: password.map(|(_, p)| p.to_string()).unwrap_or_default(),
             })
         };
+        if let Some((k, v)) = integrated {
+            if let Some((uk, _)) = user.or(password) {
+                return Err(err(
+                    k,
+                    format!("`{v}` with a {uk} (a Windows account and its password): {WINDOWS_AUTH}"),
+                ));
+            }
+            #[cfg(not(feature = "kerberos"))]
+            return Err(err(k, format!("`{v}` is not supported: {KERBEROS_FEATURE}")));
+        }
         let login = match authentication.as_ref().map(|(k, v)| (*k, v.as_str())) {
+            #[cfg(feature = "kerberos")]
+            None | Some((_, "notspecified")) if integrated.is_some() => Login::Integrated,
             None | Some((_, "notspecified")) => match token {
                 // As SqlConnection.AccessToken: used when set, and exclusive with a user/password.
                 Some(t) if user.is_none() && password.is_none() => Login::AccessToken(t),

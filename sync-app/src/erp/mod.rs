@@ -499,6 +499,8 @@ fn tiberius_config_with(settings: &AdoSettings, encrypt: ado::Encrypt) -> Config
     c.authentication(match &settings.login {
         Login::Sql { user, password } => AuthMethod::sql_server(user, password),
         Login::AccessToken(token) => AuthMethod::aad_token(token),
+        #[cfg(feature = "kerberos")]
+        Login::Integrated => AuthMethod::Integrated,
     });
     let checked = match encrypt {
         ado::Encrypt::Mandatory => {

@@ -162,7 +162,7 @@ impl fmt::Display for Fault {
 ///     .login("app", "s3cret")
 ///     .database("shop");
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
     pub(crate) encryption: Encryption,
     pub(crate) identity: Option<Identity>,
@@ -177,6 +177,29 @@ pub struct ServerConfig {
     pub(crate) instance: Option<String>,
     pub(crate) browser_listen: Option<SocketAddr>,
     pub(crate) server_name: String,
+    pub(crate) login_timeout: std::time::Duration,
+}
+
+/// Passwords and tokens are not shown.
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ServerConfig");
+        d.field("encryption", &self.encryption)
+            .field("identity", &self.identity)
+            .field("cert_names", &self.cert_names)
+            .field("user", &self.user)
+            .field("password", &"<not shown>")
+            .field("database", &self.database)
+            .field("access_token", &self.access_token.as_ref().map(|_| "<not shown>"));
+        #[cfg(feature = "windows-auth")]
+        d.field("windows_user", &self.get_windows_user());
+        d.field("fault", &self.fault)
+            .field("instance", &self.instance)
+            .field("browser_listen", &self.browser_listen)
+            .field("server_name", &self.server_name)
+            .field("login_timeout", &self.login_timeout)
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {
@@ -195,6 +218,7 @@ impl Default for ServerConfig {
             instance: None,
             browser_listen: None,
             server_name: "FAKEMSSQL".into(),
+            login_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -273,6 +297,13 @@ impl ServerConfig {
     pub fn instance(mut self, name: impl Into<String>, browser_listen: SocketAddr) -> Self {
         self.instance = Some(name.into());
         self.browser_listen = Some(browser_listen);
+        self
+    }
+
+    /// How long a connection may take from its first byte to a completed login (PRELOGIN,
+    /// TLS, LOGIN7, an NTLM exchange) before the server closes it (default 60 s).
+    pub fn login_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.login_timeout = timeout;
         self
     }
 

@@ -60,10 +60,25 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
 }
 
 async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, spid: u16) -> io::Result<()> {
-    let Some((mut transport, login, tls)) = handshake(tcp, &shared).await? else {
+    // From the first byte to LOGINACK within the login timeout, as SQL Server drops
+    // connections that do not log in.
+    let deadline = tokio::time::Instant::now() + shared.config.login_timeout;
+    let timed_out = || {
+        debug!("no login within the login timeout; closing");
+        Ok(())
+    };
+    let Ok(handshake) = tokio::time::timeout_at(deadline, handshake(tcp, &shared)).await else {
+        return timed_out();
+    };
+    let Some((mut transport, login, tls)) = handshake? else {
         return Ok(());
     };
-    let Some(info) = log_in(&mut transport, &login, tls, &shared, peer, spid).await? else {
+    let Ok(logged_in) =
+        tokio::time::timeout_at(deadline, log_in(&mut transport, &login, tls, &shared, peer, spid)).await
+    else {
+        return timed_out();
+    };
+    let Some(info) = logged_in? else {
         let _ = transport.shutdown().await;
         return Ok(());
     };
@@ -944,15 +959,19 @@ impl Conn {
                         },
                     ),
                 },
+                // A literal longer than nvarchar(4000) / varchar(8000) is a (max) value, as in
+                // SQL Server.
                 Scalar::Str { text, unicode: true } => (
                     SqlType::NVarChar {
-                        len: Some(text.chars().count().max(1) as u16),
+                        len: u16::try_from(text.encode_utf16().count().max(1))
+                            .ok()
+                            .filter(|n| *n <= 4000),
                     },
                     Value::String(text.clone()),
                 ),
                 Scalar::Str { text, unicode: false } => (
                     SqlType::VarChar {
-                        len: Some(text.len().max(1) as u16),
+                        len: u16::try_from(text.len().max(1)).ok().filter(|n| *n <= 8000),
                         collation: crate::types::Collation::Latin1Cp1252,
                     },
                     Value::String(text.clone()),

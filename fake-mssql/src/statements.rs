@@ -273,8 +273,9 @@ fn scalar_item(item: &str) -> Option<(Scalar, String)> {
     // expr [AS] alias: the alias is the last word.
     let (expr, alias) = item.rsplit_once(char::is_whitespace)?;
     let expr = expr.trim_end();
+    // `… AS`: compared as bytes (the cut may fall inside a multi-byte character before it).
     let expr = match expr.len().checked_sub(3) {
-        Some(cut) if expr[cut..].eq_ignore_ascii_case(" as") => expr[..cut].trim_end(),
+        Some(cut) if expr.as_bytes()[cut..].eq_ignore_ascii_case(b" as") => expr[..cut].trim_end(),
         _ => expr,
     };
     if !is_alias(alias) {
@@ -453,6 +454,17 @@ mod tests {
             Statement::Other("SELECT CAST(SERVERPROPERTY('ProductVersion') AS varchar(20))")
         );
         assert_eq!(classify("SELECT a FROM t"), Statement::Other("SELECT a FROM t"));
+        // A multi-byte character where `AS` would be: no panic, the alias form still found.
+        assert_eq!(
+            classify("SELECT N'日本' x"),
+            Statement::Select(vec![(
+                Scalar::Str {
+                    text: "日本".into(),
+                    unicode: true
+                },
+                "x".into()
+            )])
+        );
         assert_eq!(classify("SELECT 1 FROM t"), Statement::Other("SELECT 1 FROM t"));
         // `=` in a WHERE clause is not an alias assignment.
         for other in [

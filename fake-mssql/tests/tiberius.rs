@@ -1196,3 +1196,70 @@ async fn several_clients_at_once() {
     assert_eq!(server.stats().logins(), 8);
     assert_eq!(server.stats().rows_sent(), 8 * BIG_ROWS);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Found by review
+
+/// A client that connects and never logs in is dropped after the login timeout (SQL Server
+/// does the same): silent after connecting, and silent after asking for TLS.
+#[tokio::test]
+async fn connections_that_never_log_in_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (server, _tables) = spawn(ServerConfig::default().login_timeout(Duration::from_millis(300))).await;
+    // Silent from the start.
+    let mut idle = tokio::net::TcpStream::connect(addr(&server)).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(30), idle.read(&mut buf))
+        .await
+        .expect("the server closes the connection; it must not wait for ever")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    // PRELOGIN asking for encryption, then nothing: the server waits in the TLS handshake.
+    let mut half = tokio::net::TcpStream::connect(addr(&server)).await.unwrap();
+    let prelogin = [0x01, 0x00, 0x06, 0x00, 0x01, 0xFF, 0x01];
+    let mut packet = vec![0x12, 0x01, 0x00, (8 + prelogin.len()) as u8, 0, 0, 1, 0];
+    packet.extend_from_slice(&prelogin);
+    half.write_all(&packet).await.unwrap();
+    let mut all = Vec::new();
+    // The read ends (EOF or a reset) instead of waiting for ever.
+    let _ = tokio::time::timeout(Duration::from_secs(30), half.read_to_end(&mut all))
+        .await
+        .expect("the server closes the connection; it must not wait for ever");
+    assert!(!all.is_empty(), "the PRELOGIN answer came before the close");
+    assert_eq!(server.stats().logins(), 0);
+    // A normal client still logs in.
+    let mut client = connect_to(&server).await;
+    assert_eq!(scalar_string(&mut client, "SELECT N'ok'").await, "ok");
+}
+
+/// Literals that do not fit nvarchar(4000) / varchar(8000), and non-ASCII before an alias.
+#[tokio::test]
+async fn long_and_non_ascii_literals() {
+    let (server, _tables) = spawn(ServerConfig::default()).await;
+    let mut client = connect_to(&server).await;
+    let long = "é".repeat(5_000);
+    assert_eq!(
+        scalar_string(&mut client, &format!("SELECT N'{long}'")).await,
+        long
+    );
+    let ascii = "x".repeat(9_000);
+    assert_eq!(
+        scalar_string(&mut client, &format!("SELECT '{ascii}'")).await,
+        ascii
+    );
+    assert_eq!(scalar_string(&mut client, "SELECT N'日本' x").await, "日本");
+}
+
+/// Passwords and tokens stay out of Debug output (and so out of debug logs).
+#[test]
+fn the_configuration_does_not_show_secrets() {
+    let config = ServerConfig::default()
+        .login("app", "S3cretPw")
+        .access_token("TOKEN-SECRET")
+        .windows_login(r"CORP\bob", "WinSecret1");
+    let shown = format!("{config:?}");
+    for secret in ["S3cretPw", "TOKEN-SECRET", "WinSecret1"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert!(shown.contains("app") && shown.contains(r"CORP\\bob"), "{shown}");
+}

@@ -931,3 +931,258 @@ async fn required_encryption_refuses_a_client_without_tls() {
     raw.send(0x12, &prelogin(NOT_SUP)).await;
     assert!(raw.recv().await.is_none());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Malformed requests: an error answer, never a dropped connection.
+
+/// A response, or `None` if the connection closed; a hang fails the test instead of blocking it.
+async fn recv_within(raw: &mut Raw, what: &str) -> Option<Vec<u8>> {
+    tokio::time::timeout(std::time::Duration::from_secs(20), raw.recv())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within 20 s"))
+}
+
+/// The connection still works: `SELECT 1` answers its row and a final DONE.
+async fn still_answers_select_1(raw: &mut Raw, what: &str) {
+    let mut p = all_headers();
+    p.extend(ucs2("SELECT 1"));
+    raw.send(0x01, &p).await;
+    let p = recv_within(raw, what)
+        .await
+        .unwrap_or_else(|| panic!("{what}: the connection closed before SELECT 1"));
+    assert!(
+        contains(&p, &[0xD1, 1, 0, 0, 0]),
+        "{what}: SELECT 1 answered {p:02x?}"
+    );
+}
+
+/// The answer to a malformed request: an ERROR (class 16) with one of `numbers`, a final DONE /
+/// DONEPROC with the error bit; the same connection then still answers `SELECT 1`.
+async fn answers_error_and_goes_on(raw: &mut Raw, numbers: &[u32], what: &str) {
+    let p = recv_within(raw, what)
+        .await
+        .unwrap_or_else(|| panic!("{what}: the server closed the connection instead of answering"));
+    let toks = tokens(&p, V7_4);
+    assert!(
+        matches!(toks.first(), Some(Tok::Error { number, class: 16, .. }) if numbers.contains(number)),
+        "{what}: expected error {numbers:?}, got {toks:?}"
+    );
+    assert!(
+        matches!(toks.last(), Some(Tok::Done { status, .. }) if status & 0x02 != 0 && status & 0x01 == 0),
+        "{what}: expected a final DONE with the error bit, got {toks:?}"
+    );
+    still_answers_select_1(raw, what).await;
+}
+
+/// `sp_executesql` (by id) of `SELECT @P1` with `@P1` given as raw TYPE_INFO and value bytes.
+fn rpc_with_param(param: &[u8]) -> Vec<u8> {
+    let mut p = all_headers();
+    p.extend_from_slice(&0xFFFFu16.to_le_bytes());
+    p.extend_from_slice(&10u16.to_le_bytes());
+    p.extend_from_slice(&0u16.to_le_bytes()); // option flags
+    for text in ["SELECT @P1", "@P1 int"] {
+        let text = ucs2(text);
+        p.extend_from_slice(&[0, 0, 0xE7]); // no name, no status, nvarchar
+        p.extend_from_slice(&8000u16.to_le_bytes());
+        p.extend_from_slice(&CP1252_COLLATION);
+        p.extend_from_slice(&(text.len() as u16).to_le_bytes());
+        p.extend(text);
+    }
+    p.extend(b_varchar("@P1"));
+    p.push(0); // status
+    p.extend_from_slice(param);
+    p
+}
+
+/// TYPE_INFO + value bytes of RPC parameters a client must not be able to crash the server with.
+fn malformed_params() -> Vec<(&'static str, Vec<u8>)> {
+    let with = |head: &[u8], value: &[u8]| [head, value].concat();
+    let mut decimal_min = vec![0x6A, 17, 38, 0, 17, 0];
+    decimal_min.extend_from_slice(&(1u128 << 127).to_le_bytes());
+    let mut datetime_max = vec![0x6F, 8, 8];
+    datetime_max.extend_from_slice(&i32::MAX.to_le_bytes());
+    datetime_max.extend_from_slice(&0u32.to_le_bytes());
+    let mut datetime_min = vec![0x6F, 8, 8];
+    datetime_min.extend_from_slice(&i32::MIN.to_le_bytes());
+    datetime_min.extend_from_slice(&0u32.to_le_bytes());
+    vec![
+        ("INTN length 3", vec![0x26, 4, 3, 1, 2, 3]),
+        ("INTN length 5", vec![0x26, 8, 5, 1, 2, 3, 4, 5]),
+        ("BITN length 2", vec![0x68, 1, 2, 1, 0]),
+        ("FLTN length 5", vec![0x6D, 8, 5, 1, 2, 3, 4, 5]),
+        ("MONEYN length 2", vec![0x6E, 8, 2, 1, 2]),
+        ("DATETIMEN length 2", vec![0x6F, 8, 2, 1, 2]),
+        ("DATETIMEN days i32::MAX", datetime_max),
+        ("DATETIMEN days i32::MIN", datetime_min),
+        ("GUID length 15", with(&[0x24, 16, 15], &[7; 15])),
+        ("DECIMALN length 30", with(&[0x6A, 17, 38, 0, 30], &[1; 30])),
+        (
+            "DECIMALN length 17 over max 9",
+            with(&[0x6A, 9, 18, 0, 17], &[1; 17]),
+        ),
+        ("DECIMALN length 4", with(&[0x6A, 17, 38, 0, 4], &[1; 4])),
+        ("DECIMALN length 1", vec![0x6A, 17, 38, 0, 1, 1]),
+        ("DECIMALN -(2^127)", decimal_min),
+        ("DECIMALN 2^127", {
+            let mut v = vec![0x6A, 17, 38, 0, 17, 1];
+            v.extend_from_slice(&(1u128 << 127).to_le_bytes());
+            v
+        }),
+        ("DECIMALN scale 200", vec![0x6A, 5, 38, 200, 5, 1, 1, 0, 0, 0]),
+        ("DATE length 2", vec![0x28, 2, 1, 2]),
+        ("TIME(7) length 4", vec![0x29, 7, 4, 1, 2, 3, 4]),
+        ("TIME scale 9", vec![0x29, 9, 5, 1, 2, 3, 4, 5]),
+        ("DATETIME2(7) length 4", vec![0x2A, 7, 4, 1, 2, 3, 4]),
+        ("DATETIME2(0) length 3", vec![0x2A, 0, 3, 1, 2, 3]),
+        ("DATETIME2(7) length 7", vec![0x2A, 7, 7, 1, 2, 3, 4, 5, 6, 7]),
+        ("DATETIMEOFFSET(0) length 6", vec![0x2B, 0, 6, 1, 2, 3, 4, 5, 6]),
+        ("DATETIMEOFFSET(7) length 9", with(&[0x2B, 7, 9], &[1; 9])),
+        ("DATETIMEOFFSET(7) scale 8", with(&[0x2B, 8, 10], &[0; 10])),
+    ]
+}
+
+#[tokio::test]
+async fn malformed_rpc_parameters_are_error_8009_and_the_connection_goes_on() {
+    let (server, tables) = spawn(ServerConfig::default()).await;
+    let (mut raw, _) = login(&server, V7_4).await;
+    // The well-formed request is executed (the handler answers 208 for `SELECT @P1`).
+    raw.send(0x03, &rpc_with_param(&[0x26, 4, 4, 7, 0, 0, 0])).await;
+    let toks = tokens(&raw.recv().await.unwrap(), V7_4);
+    assert!(matches!(&toks[0], Tok::Error { number: 208, .. }), "{toks:?}");
+    assert_eq!(tables.last().sql, "SELECT @P1");
+    let executed = tables.seen.lock().unwrap().len();
+    for (what, param) in malformed_params() {
+        raw.send(0x03, &rpc_with_param(&param)).await;
+        answers_error_and_goes_on(&mut raw, &[8009], what).await;
+    }
+    // Cut anywhere inside the last parameter (name, status, TYPE_INFO, value): 8009.
+    let whole = rpc_with_param(&[
+        0x6A, 17, 38, 2, 17, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+    ]);
+    let name_at = whole.len() - 22 - 8; // B_VARCHAR "@P1" and the status byte come first
+    for cut in name_at + 1..whole.len() {
+        raw.send(0x03, &whole[..cut]).await;
+        answers_error_and_goes_on(&mut raw, &[8009], &format!("RPC cut at {cut} of {}", whole.len())).await;
+    }
+    let seen = tables.seen.lock().unwrap();
+    assert!(
+        seen[executed..].iter().all(|s| s.sql != "SELECT @P1"),
+        "a malformed RPC reached the handler: {:?}",
+        &seen[executed..]
+    );
+}
+
+#[tokio::test]
+async fn malformed_tm_requests_are_errors_and_the_connection_goes_on() {
+    let (server, _) = spawn(ServerConfig::default()).await;
+    let (mut raw, _) = login(&server, V7_4).await;
+    let mut truncated_headers = all_headers();
+    truncated_headers.truncate(10);
+    for (what, payload) in [
+        ("empty TM request", Vec::new()),
+        ("one byte", vec![7]),
+        ("ALL_HEADERS only", all_headers()),
+        ("ALL_HEADERS and one byte", [all_headers(), vec![7]].concat()),
+        ("COMMIT without its name", tm(7, &[])),
+        ("ROLLBACK without its name", tm(8, &[])),
+    ] {
+        raw.send(0x0E, &payload).await;
+        answers_error_and_goes_on(&mut raw, &[8525], what).await;
+    }
+    // Cut inside ALL_HEADERS: the headers are not skipped, their first bytes read as a TM type.
+    raw.send(0x0E, &truncated_headers).await;
+    answers_error_and_goes_on(&mut raw, &[8525], "cut ALL_HEADERS").await;
+}
+
+/// xorshift64*: a fixed, dependency-free sequence.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// A seeded, bounded loop of truncated, bit-flipped and random RPC, SQL batch and TM payloads
+/// on one connection: every one gets a complete answer, and `SELECT 1` still works after it.
+#[tokio::test]
+async fn random_garbage_requests_get_an_answer_and_the_connection_goes_on() {
+    let (server, _) = spawn(ServerConfig::default()).await;
+    let (mut raw, _) = login(&server, V7_4).await;
+    let mut batch = all_headers();
+    batch.extend(ucs2("SELECT 1"));
+    let mut rpc_params = vec![
+        vec![0x26, 8, 8, 1, 2, 3, 4, 5, 6, 7, 8],
+        vec![
+            0x6A, 17, 38, 2, 17, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+        ],
+        vec![0x6F, 8, 8, 1, 2, 3, 4, 5, 6, 7, 8],
+        vec![0x2B, 7, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        vec![
+            0x24, 16, 16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+        ],
+        vec![
+            0xE7, 0xFF, 0xFF, 0x09, 0x04, 0xD0, 0x00, 0x34, 4, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, b'a', 0,
+            b'b', 0, 0, 0, 0, 0,
+        ],
+    ];
+    rpc_params.extend(malformed_params().into_iter().map(|(_, p)| p));
+    let mut rng = Rng(0x5EED_0F_FA4E_u64);
+    for round in 0..400 {
+        let (ty, base) = match round % 3 {
+            0 => (0x03u8, rpc_with_param(&rpc_params[rng.below(rpc_params.len())])),
+            1 => (0x01, batch.clone()),
+            _ => (0x0E, tm([5u16, 7, 8, 9][rng.below(4)], &[0, 1])),
+        };
+        let payload = match rng.below(3) {
+            // A truncation.
+            0 => base[..rng.below(base.len())].to_vec(),
+            // A few bytes changed.
+            1 => {
+                let mut p = base;
+                for _ in 0..1 + rng.below(4) {
+                    let at = rng.below(p.len());
+                    p[at] = rng.next() as u8;
+                }
+                p
+            }
+            // Garbage.
+            _ => (0..rng.below(80)).map(|_| rng.next() as u8).collect(),
+        };
+        let what = format!("round {round}: type {ty:#04x}, payload {payload:02x?}");
+        raw.send(ty, &payload).await;
+        let p = recv_within(&mut raw, &what)
+            .await
+            .unwrap_or_else(|| panic!("{what}: the server closed the connection instead of answering"));
+        // The answer ends with a final DONE / DONEPROC.
+        let done = &p[p.len().saturating_sub(13)..];
+        assert!(
+            done.len() == 13 && matches!(done[0], 0xFD | 0xFE) && done[1] & 0x01 == 0,
+            "{what}: answered {p:02x?}"
+        );
+        // A request that could not be parsed: the error and a DONE with the error bit.
+        if p[0] == 0xAA {
+            let toks = tokens(&p, V7_4);
+            if matches!(
+                toks[0],
+                Tok::Error {
+                    number: 8009 | 8525,
+                    ..
+                }
+            ) {
+                assert!(
+                    matches!(toks.last(), Some(Tok::Done { status, .. }) if status & 0x02 != 0),
+                    "{what}: {toks:?}"
+                );
+            }
+        }
+        still_answers_select_1(&mut raw, &what).await;
+    }
+}

@@ -190,8 +190,9 @@ fn quoting_duplicates_and_non_ascii() {
     assert_eq!(pw("Server=h;User ID=u;Password=\"say \"\"hi\"\"\""), "say \"hi\"");
     // `{…}` is ODBC quoting, not ADO.NET's: braces are part of the value.
     assert_eq!(pw("Server=h;User ID=u;Password={abc}"), "{abc}");
-    let e = parse("Server=h;User ID=u;Password={a;b}").unwrap_err();
-    assert!(e.contains("`b}`"), "{e}");
+    // …so `{a;b}` ends at the `;`; the error names `Password`, never the password's tail.
+    let e = parse("Server=h;User ID=u;Password={se;cret};Command Timeout=abc").unwrap_err();
+    assert!(e.contains("`Password`") && !e.contains("cret"), "{e}");
     // The last duplicate wins, across synonyms too.
     assert_eq!(pw("Server=h;User ID=u;Password=one;PWD=two"), "two");
     assert_eq!(
@@ -702,7 +703,10 @@ fn a_refused_keyword_exits_2_naming_it() {
             "`Failover Partner`",
         ),
         ("Server=h;User ID=u;Password=p;Colour=blue", "`Colour`"),
-        ("Server=h;Integrated Security=SSPI;User ID=CORP\\alice;Password=x", "`Integrated Security`"),
+        (
+            "Server=h;Integrated Security=SSPI;User ID=CORP\\alice;Password=x",
+            "`Integrated Security`",
+        ),
         (
             "Server=h;Authentication=ActiveDirectoryPassword;User ID=u;Password=p",
             "`Authentication`",

@@ -721,6 +721,9 @@ impl Report {
                         (Some(want), Some(got)) if want != got => {
                             Err(format!("right rows but encryption {got}, expected {want}"))
                         }
+                        (Some(want), None) => Err(format!(
+                            "right rows, but the client did not report its encryption (expected {want})"
+                        )),
                         _ => Ok(()),
                     }
                 }
@@ -767,7 +770,11 @@ fn encryption_modes(client: Client) {
     let required = FakeErp::start(&["--encryption", "required"], true);
     let strict = FakeErp::start(&["--encryption", "strict"], true);
     let mut r = Report::default();
-    let m = Opts::mode;
+    // Every client reports the encryption it negotiated (FreeTDS's from its trace).
+    let m = |encryption| Opts {
+        trace: true,
+        ..Opts::mode(encryption)
+    };
     r.case(
         client,
         &plain,

@@ -139,10 +139,25 @@ pub fn tokenize(ado: &str) -> Result<Vec<(String, String)>, AdoError> {
         }
         let key = key.trim().to_string();
         if !found_eq {
-            return Err(err(
-                &key,
-                "has no `=` and value (ADO.NET connection strings are `keyword=value;…`)",
-            ));
+            // The text itself is not shown: after a `;` inside an unquoted password it is the
+            // password's tail.
+            let position = chars[..i].len() - key.chars().count();
+            return Err(match out.last() {
+                Some((previous, _)) => err(
+                    previous,
+                    format!(
+                        "the text after its value (at character {position}) has no `=`: a `;` inside a value \
+                         needs the value quoted ('…' or \"…\"; ADO.NET connection strings are `keyword=value;…`)"
+                    ),
+                ),
+                None => err(
+                    "",
+                    format!(
+                        "the connection string starts with text that has no `=` (at character {position}); ADO.NET \
+                         connection strings are `keyword=value;…`"
+                    ),
+                ),
+            });
         }
         if key.is_empty() {
             return Err(err(
@@ -1074,9 +1089,17 @@ mod tests {
         assert_eq!(p[1], ("Password".into(), "a;b=c".into()));
         assert_eq!(p[2], ("pwd".into(), "it\"s".into()));
         assert_eq!(p[3], ("key=x".into(), "y=z".into()));
-        // Braces are not quotes in ADO.NET: `{a;b}` ends at the `;`, leaving `b}` without `=`.
-        let e = tokenize("Password={a;b};Server=x").unwrap_err();
-        assert_eq!(e.keyword, "b}");
+        // Braces are not quotes in ADO.NET: `{a;b}` ends at the `;`, leaving `b}` without `=`;
+        // the error names the keyword before it, never the text (a password's tail).
+        let e = tokenize("Password={se;cret};Server=x").unwrap_err();
+        assert_eq!(e.keyword, "Password");
+        assert!(!e.to_string().contains("cret"), "{e}");
+        assert!(e.message.contains("quoted"), "{e}");
+        let e = tokenize("Password=hunter2;rest;Database=x").unwrap_err();
+        assert!(
+            !e.to_string().contains("rest") && !e.to_string().contains("hunter2"),
+            "{e}"
+        );
         assert_eq!(tokenize("Password={ab}").unwrap()[0].1, "{ab}");
         assert!(
             tokenize("Password='open")

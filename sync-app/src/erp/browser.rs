@@ -45,7 +45,8 @@ pub fn parse_response(response: &[u8], instance: &str) -> Option<u16> {
                 .find(|kv| kv.len() == 2 && kv[0].eq_ignore_ascii_case(key))
                 .map(|kv| kv[1])
         };
-        let name_matches = value("InstanceName").is_none_or(|n| n.eq_ignore_ascii_case(instance));
+        // A record without the instance's name is another instance's (or malformed).
+        let name_matches = value("InstanceName").is_some_and(|n| n.eq_ignore_ascii_case(instance));
         if !name_matches {
             continue;
         }

@@ -46,7 +46,7 @@ use data::LineSpecs;
 use failure::Quirks;
 
 /// What the fake ERP serves, how its SQL Server is set up, and how it misbehaves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FakeErpConfig {
     /// Number of open order lines (rows) in generation 0.
     pub orders: u64,
@@ -78,6 +78,29 @@ pub struct FakeErpConfig {
     pub windows_login: Option<(String, String)>,
     /// Serve as this named instance, announced by a SQL Server Browser on the address.
     pub instance: Option<(String, SocketAddr)>,
+}
+
+/// Passwords and tokens are not shown.
+impl std::fmt::Debug for FakeErpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |o: bool| if o { "<not shown>" } else { "-" };
+        f.debug_struct("FakeErpConfig")
+            .field("orders", &self.orders)
+            .field("seed", &self.seed)
+            .field("fail", &self.fail)
+            .field("evolve", &self.evolve)
+            .field("schema", &self.schema)
+            .field("encryption", &self.encryption)
+            .field("identity", &self.identity)
+            .field("cert_names", &self.cert_names)
+            .field("user", &self.user)
+            .field("password", &"<not shown>")
+            .field("database", &self.database)
+            .field("access_token", &hidden(self.access_token.is_some()))
+            .field("windows_user", &self.windows_login.as_ref().map(|(u, _)| u))
+            .field("instance", &self.instance)
+            .finish()
+    }
 }
 
 impl Default for FakeErpConfig {
@@ -309,5 +332,25 @@ impl FakeErpHandle {
     /// Stops accepting, closes all connections and waits until the server task has ended.
     pub async fn shutdown(self) {
         self.server.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configuration_does_not_show_secrets() {
+        let config = FakeErpConfig {
+            password: "S3cretPw".into(),
+            access_token: Some("TOKEN-SECRET".into()),
+            windows_login: Some((r"CORP\bob".into(), "WinSecret1".into())),
+            ..FakeErpConfig::default()
+        };
+        let shown = format!("{config:?}");
+        for secret in ["S3cretPw", "TOKEN-SECRET", "WinSecret1"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains(r"CORP\\bob"), "{shown}");
     }
 }

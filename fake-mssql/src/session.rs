@@ -868,7 +868,21 @@ impl Conn {
     /// A transaction manager request (what pytds sends with `autocommit=False`).
     async fn transaction(&mut self, payload: &[u8]) -> io::Result<Flow> {
         self.scratch.clear();
-        match request::parse_transaction(payload)? {
+        let req = match request::parse_transaction(payload) {
+            Ok(req) => req,
+            // A malformed request is an error answer; the connection goes on (like `rpc`).
+            Err(e) => {
+                debug!(error = %e, "malformed transaction manager request");
+                let msg = format!(
+                    "The incoming tabular data stream (TDS) transaction manager request is incorrect. {e}"
+                );
+                self.put_error(&SqlError::new(8525, 16, msg));
+                token::put_done(&mut self.scratch, self.info.tds_version, DONE_ERROR, CMD_NONE, 0);
+                self.send_scratch().await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        match req {
             TransactionRequest::Begin => self.begin_tran(),
             TransactionRequest::Commit { begin_new } | TransactionRequest::Rollback { begin_new }
                 if self.trancount == 0 =>

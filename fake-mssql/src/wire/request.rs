@@ -3,22 +3,40 @@
 
 use std::io;
 
-use chrono::{Duration, NaiveDate, NaiveTime};
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime, TimeDelta};
 
 use super::login7::utf16le;
 use super::packet::invalid;
 use crate::types::Value;
 
-fn u16_le(b: &[u8], at: usize) -> io::Result<u16> {
-    b.get(at..at + 2)
-        .map(|s| u16::from_le_bytes([s[0], s[1]]))
+// Everything here reads client bytes: no indexing, no `expect`, no unchecked arithmetic on
+// what the client sent. A malformed request is an `Err` (error 8009 / 8525 for the client),
+// never a panic of the connection task.
+
+/// `len` bytes at `at`.
+fn bytes(b: &[u8], at: usize, len: usize) -> io::Result<&[u8]> {
+    at.checked_add(len)
+        .and_then(|end| b.get(at..end))
         .ok_or_else(|| invalid("truncated request"))
 }
 
+/// `N` bytes at `at`.
+fn array<const N: usize>(b: &[u8], at: usize) -> io::Result<[u8; N]> {
+    fixed(bytes(b, at, N)?)
+}
+
+/// `v` as exactly `N` bytes.
+fn fixed<const N: usize>(v: &[u8]) -> io::Result<[u8; N]> {
+    v.try_into()
+        .map_err(|_| invalid(format!("expected {N} bytes, got {}", v.len())))
+}
+
+fn u16_le(b: &[u8], at: usize) -> io::Result<u16> {
+    array(b, at).map(u16::from_le_bytes)
+}
+
 fn u32_le(b: &[u8], at: usize) -> io::Result<u32> {
-    b.get(at..at + 4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or_else(|| invalid("truncated request"))
+    array(b, at).map(u32::from_le_bytes)
 }
 
 /// Skips the ALL_HEADERS block (TDS 7.2+) if present and well-formed.
@@ -31,12 +49,12 @@ pub(crate) fn skip_all_headers(p: &[u8]) -> &[u8] {
     }
     let mut pos = 4;
     while pos < total {
-        match u32_le(p, pos) {
-            Ok(len) if len >= 6 && pos + len as usize <= total => pos += len as usize,
+        match u32_le(p, pos).map(|len| (len, pos.checked_add(len as usize))) {
+            Ok((len, Some(end))) if len >= 6 && end <= total => pos = end,
             _ => return p,
         }
     }
-    &p[total..]
+    p.get(total..).unwrap_or(p)
 }
 
 /// The SQL text of a SQL batch request.
@@ -86,8 +104,10 @@ impl std::fmt::Display for RpcProc {
             "sp_unprepare",
         ];
         match self {
-            RpcProc::Id(id) if (1..16).contains(id) => f.write_str(NAMES[usize::from(*id)]),
-            RpcProc::Id(id) => write!(f, "procedure #{id}"),
+            RpcProc::Id(id) => match NAMES.get(usize::from(*id)) {
+                Some(name) if !name.is_empty() => f.write_str(name),
+                _ => write!(f, "procedure #{id}"),
+            },
             RpcProc::Name(name) => f.write_str(name),
         }
     }
@@ -118,24 +138,21 @@ pub(crate) fn parse_rpc(payload: &[u8]) -> io::Result<RpcRequest> {
         pos += 2;
         RpcProc::Id(id)
     } else {
-        let bytes = p
-            .get(pos..pos + 2 * usize::from(name_len))
-            .ok_or_else(|| invalid("truncated RPC procedure name"))?;
-        pos += bytes.len();
-        RpcProc::Name(utf16le(bytes))
+        let name =
+            bytes(p, pos, 2 * usize::from(name_len)).map_err(|_| invalid("truncated RPC procedure name"))?;
+        pos += name.len();
+        RpcProc::Name(utf16le(name))
     };
     pos += 2; // option flags
     let mut params = Vec::new();
     // Parameters until the end (or a batch separator 0x80 / 0xFF, which we do not support).
-    while pos < p.len() {
-        if matches!(p[pos], 0x80 | 0xFF | 0xFE) {
+    while let Some(&first) = p.get(pos) {
+        if matches!(first, 0x80 | 0xFF | 0xFE) {
             break;
         }
-        let name_chars = usize::from(p[pos]);
-        let name = utf16le(
-            p.get(pos + 1..pos + 1 + 2 * name_chars)
-                .ok_or_else(|| invalid("truncated RPC parameter name"))?,
-        );
+        let name_chars = usize::from(first);
+        let name =
+            utf16le(bytes(p, pos + 1, 2 * name_chars).map_err(|_| invalid("truncated RPC parameter name"))?);
         pos += 1 + 2 * name_chars;
         let status = *p.get(pos).ok_or_else(|| invalid("truncated RPC parameter"))?;
         pos += 1;
@@ -151,19 +168,13 @@ pub(crate) fn parse_rpc(payload: &[u8]) -> io::Result<RpcRequest> {
 }
 
 /// Reads a TYPE_INFO and the value that follows; returns the value and the next position.
+/// Every length is checked against its type, so a malformed value is an error, not a panic.
 fn read_typed_value(p: &[u8], mut pos: usize) -> io::Result<(Value, usize)> {
     let byte = |at: usize| p.get(at).copied().ok_or_else(|| invalid("truncated RPC value"));
-    let slice = |at: usize, len: usize| p.get(at..at + len).ok_or_else(|| invalid("truncated RPC value"));
+    let slice = |at: usize, len: usize| bytes(p, at, len).map_err(|_| invalid("truncated RPC value"));
     let ty = byte(pos)?;
     pos += 1;
-    let fixed_int = |bytes: &[u8]| -> i64 {
-        match bytes.len() {
-            1 => i64::from(bytes[0]),
-            2 => i64::from(i16::from_le_bytes([bytes[0], bytes[1]])),
-            4 => i64::from(i32::from_le_bytes(bytes.try_into().expect("4"))),
-            _ => i64::from_le_bytes(bytes.try_into().expect("8")),
-        }
-    };
+    let bad_len = |len: usize| invalid(format!("bad RPC value length {len} for type {ty:#04x}"));
     match ty {
         // Fixed-length types.
         0x30 | 0x34 | 0x38 | 0x7F => {
@@ -173,18 +184,13 @@ fn read_typed_value(p: &[u8], mut pos: usize) -> io::Result<(Value, usize)> {
                 0x38 => 4,
                 _ => 8,
             };
-            Ok((Value::Int(fixed_int(slice(pos, len)?)), pos + len))
+            Ok((Value::Int(int_le(slice(pos, len)?)?), pos + len))
         }
         0x32 => Ok((Value::Bit(byte(pos)? != 0), pos + 1)),
         0x1F => Ok((Value::Null, pos)),
-        0x3E => Ok((
-            Value::Float(f64::from_le_bytes(slice(pos, 8)?.try_into().expect("8"))),
-            pos + 8,
-        )),
+        0x3E => Ok((Value::Float(f64::from_le_bytes(array(p, pos)?)), pos + 8)),
         0x3B => Ok((
-            Value::Float(f64::from(f32::from_le_bytes(
-                slice(pos, 4)?.try_into().expect("4"),
-            ))),
+            Value::Float(f64::from(f32::from_le_bytes(array(p, pos)?))),
             pos + 4,
         )),
         // One-byte max length, one-byte value length.
@@ -195,96 +201,136 @@ fn read_typed_value(p: &[u8], mut pos: usize) -> io::Result<(Value, usize)> {
             let v = slice(pos, len)?;
             let value = match (ty, len) {
                 (_, 0) => Value::Null,
-                (0x26, _) => Value::Int(fixed_int(v)),
-                (0x68, _) => Value::Bit(v[0] != 0),
-                (0x6D, 4) => Value::Float(f64::from(f32::from_le_bytes(v.try_into().expect("4")))),
-                (0x6D, _) => Value::Float(f64::from_le_bytes(v.try_into().expect("8"))),
+                (0x26, 1 | 2 | 4 | 8) => Value::Int(int_le(v)?),
+                (0x68, 1) => Value::Bit(v.iter().any(|&b| b != 0)),
+                (0x6D, 4) => Value::Float(f64::from(f32::from_le_bytes(fixed(v)?))),
+                (0x6D, 8) => Value::Float(f64::from_le_bytes(fixed(v)?)),
                 (0x6E, 4) => Value::Decimal {
-                    mantissa: i128::from(i32::from_le_bytes(v.try_into().expect("4"))),
+                    mantissa: i128::from(i32::from_le_bytes(fixed(v)?)),
                     scale: 4,
                 },
-                (0x6E, _) => {
-                    let high = i64::from(i32::from_le_bytes(v[0..4].try_into().expect("4")));
-                    let low = i64::from(u32::from_le_bytes(v[4..8].try_into().expect("4")));
+                (0x6E, 8) => {
+                    let [h0, h1, h2, h3, l0, l1, l2, l3] = fixed(v)?;
+                    let high = i64::from(i32::from_le_bytes([h0, h1, h2, h3]));
+                    let low = i64::from(u32::from_le_bytes([l0, l1, l2, l3]));
                     Value::Decimal {
                         mantissa: i128::from((high << 32) | low),
                         scale: 4,
                     }
                 }
                 (0x6F, 4) => {
-                    let days = u16::from_le_bytes([v[0], v[1]]);
-                    let minutes = u16::from_le_bytes([v[2], v[3]]);
-                    Value::DateTime(
-                        base_1900() + Duration::days(i64::from(days)) + Duration::minutes(i64::from(minutes)),
-                    )
+                    let [d0, d1, m0, m1] = fixed(v)?;
+                    let days = u16::from_le_bytes([d0, d1]);
+                    let minutes = u16::from_le_bytes([m0, m1]);
+                    if minutes >= 24 * 60 {
+                        return Err(invalid(format!("bad smalldatetime minutes {minutes}")));
+                    }
+                    Value::DateTime(datetime_1900(
+                        i64::from(days),
+                        TimeDelta::try_minutes(i64::from(minutes)),
+                    )?)
                 }
-                (0x6F, _) => {
-                    let days = i32::from_le_bytes(v[0..4].try_into().expect("4"));
-                    let ticks = u32::from_le_bytes(v[4..8].try_into().expect("4"));
-                    Value::DateTime(
-                        base_1900()
-                            + Duration::days(i64::from(days))
-                            + Duration::nanoseconds(i64::from(ticks) * 10_000_000 / 3),
-                    )
+                (0x6F, 8) => {
+                    let [d0, d1, d2, d3, t0, t1, t2, t3] = fixed(v)?;
+                    let days = i32::from_le_bytes([d0, d1, d2, d3]);
+                    // 1/300 s since midnight.
+                    let ticks = u32::from_le_bytes([t0, t1, t2, t3]);
+                    if ticks >= 300 * 86_400 {
+                        return Err(invalid(format!("bad datetime time {ticks}")));
+                    }
+                    Value::DateTime(datetime_1900(
+                        i64::from(days),
+                        Some(TimeDelta::nanoseconds(i64::from(ticks) * 10_000_000 / 3)),
+                    )?)
                 }
-                (0x24, 16) => Value::Guid(v.try_into().expect("16")),
-                _ => return Err(invalid(format!("bad RPC value length {len} for type {ty:#04x}"))),
+                (0x24, 16) => Value::Guid(fixed(v)?),
+                _ => return Err(bad_len(len)),
             };
             Ok((value, pos + len))
         }
         // DECIMALN / NUMERICN: max length, precision, scale, then length-prefixed value.
         0x6A | 0x6C => {
+            let max = usize::from(byte(pos)?);
+            let precision = byte(pos + 1)?;
             let scale = byte(pos + 2)?;
             pos += 3;
+            if !(1..=38).contains(&precision) || scale > precision {
+                return Err(invalid(format!("bad decimal({precision},{scale})")));
+            }
             let len = usize::from(byte(pos)?);
             pos += 1;
             if len == 0 {
                 return Ok((Value::Null, pos));
             }
-            let v = slice(pos, len)?;
+            if !matches!(len, 5 | 9 | 13 | 17) || len > max {
+                return Err(bad_len(len));
+            }
+            let (&sign, digits) = slice(pos, len)?.split_first().ok_or_else(|| bad_len(len))?;
             let mut magnitude = [0u8; 16];
-            magnitude[..len - 1].copy_from_slice(&v[1..]);
-            let m = u128::from_le_bytes(magnitude) as i128;
-            let mantissa = if v[0] == 0 { -m } else { m };
+            magnitude
+                .get_mut(..digits.len())
+                .ok_or_else(|| bad_len(len))?
+                .copy_from_slice(digits);
+            let m = i128::try_from(u128::from_le_bytes(magnitude))
+                .map_err(|_| invalid("decimal value out of range"))?;
+            let mantissa = if sign == 0 { m.checked_neg() } else { Some(m) }
+                .ok_or_else(|| invalid("decimal value out of range"))?;
             Ok((Value::Decimal { mantissa, scale }, pos + len))
         }
         0x28 => {
             let len = usize::from(byte(pos)?);
             pos += 1;
-            if len == 0 {
-                return Ok((Value::Null, pos));
+            match len {
+                0 => Ok((Value::Null, pos)),
+                3 => Ok((Value::Date(date_from(array(p, pos)?)?), pos + len)),
+                _ => Err(bad_len(len)),
             }
-            Ok((Value::Date(date_from(slice(pos, 3)?)), pos + len))
         }
         0x29..=0x2B => {
             let scale = byte(pos)?;
             pos += 1;
+            if scale > 7 {
+                return Err(invalid(format!("bad time scale {scale}")));
+            }
             let len = usize::from(byte(pos)?);
             pos += 1;
             if len == 0 {
                 return Ok((Value::Null, pos));
             }
-            let v = slice(pos, len)?;
             let time_len = match scale {
                 0..=2 => 3,
                 3..=4 => 4,
                 _ => 5,
             };
+            let need = time_len
+                + match ty {
+                    0x29 => 0,
+                    0x2A => 3,
+                    _ => 5,
+                };
+            if len < need {
+                return Err(bad_len(len));
+            }
+            let v = slice(pos, len)?;
             let mut t = [0u8; 8];
-            t[..time_len].copy_from_slice(&v[..time_len]);
-            let ticks = u64::from_le_bytes(t);
-            let nanos = ticks * 10u64.pow(9 - u32::from(scale.min(7)));
-            let time = NaiveTime::from_num_seconds_from_midnight_opt(
-                (nanos / 1_000_000_000) as u32,
-                (nanos % 1_000_000_000) as u32,
-            )
-            .ok_or_else(|| invalid("bad time value"))?;
+            for (to, from) in t.iter_mut().zip(bytes(v, 0, time_len)?) {
+                *to = *from;
+            }
+            let nanos = u64::from_le_bytes(t)
+                .checked_mul(10u64.pow(9 - u32::from(scale)))
+                .ok_or_else(|| invalid("bad time value"))?;
+            let time = u32::try_from(nanos / 1_000_000_000)
+                .ok()
+                .and_then(|secs| {
+                    NaiveTime::from_num_seconds_from_midnight_opt(secs, (nanos % 1_000_000_000) as u32)
+                })
+                .ok_or_else(|| invalid("bad time value"))?;
             let value = match ty {
                 0x29 => Value::Time(time),
-                0x2A => Value::DateTime(date_from(&v[time_len..time_len + 3]).and_time(time)),
+                0x2A => Value::DateTime(date_from(array(v, time_len)?)?.and_time(time)),
                 _ => {
-                    let utc = date_from(&v[time_len..time_len + 3]).and_time(time);
-                    let offset = i16::from_le_bytes([v[time_len + 3], v[time_len + 4]]);
+                    let utc = date_from(array(v, time_len)?)?.and_time(time);
+                    let offset = i16::from_le_bytes(array(v, time_len + 3)?);
                     let tz = chrono::FixedOffset::east_opt(i32::from(offset) * 60)
                         .ok_or_else(|| invalid("bad offset"))?;
                     Value::DateTimeOffset(chrono::DateTime::from_naive_utc_and_offset(utc, tz))
@@ -339,21 +385,39 @@ fn read_typed_value(p: &[u8], mut pos: usize) -> io::Result<(Value, usize)> {
                 0x23 => Value::String(b.iter().map(|&c| cp1252_char(c)).collect()),
                 _ => Value::Bytes(b.to_vec()),
             };
-            Ok((value, pos + len as usize))
+            Ok((value, pos + b.len()))
         }
         other => Err(invalid(format!("unsupported RPC parameter type {other:#04x}"))),
     }
 }
 
-fn base_1900() -> chrono::NaiveDateTime {
-    NaiveDate::from_ymd_opt(1900, 1, 1)
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .expect("valid")
+/// A little-endian integer of 1 (unsigned), 2, 4 or 8 bytes.
+fn int_le(v: &[u8]) -> io::Result<i64> {
+    Ok(match v.len() {
+        1 => i64::from(u8::from_le_bytes(fixed(v)?)),
+        2 => i64::from(i16::from_le_bytes(fixed(v)?)),
+        4 => i64::from(i32::from_le_bytes(fixed(v)?)),
+        8 => i64::from_le_bytes(fixed(v)?),
+        n => return Err(invalid(format!("bad integer length {n}"))),
+    })
 }
 
-fn date_from(b: &[u8]) -> NaiveDate {
-    let days = u32::from_le_bytes([b[0], b[1], b[2], 0]);
-    NaiveDate::from_num_days_from_ce_opt(days as i32 + 1).unwrap_or(NaiveDate::MIN)
+/// `datetime` / `smalldatetime`: days since 1900-01-01 plus the time of day; an error when
+/// the date is out of range (instead of the panic of `NaiveDateTime + TimeDelta`).
+fn datetime_1900(days: i64, time: Option<TimeDelta>) -> io::Result<NaiveDateTime> {
+    NaiveDate::from_ymd_opt(1900, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .zip(TimeDelta::try_days(days))
+        .and_then(|(base, days)| base.checked_add_signed(days))
+        .zip(time)
+        .and_then(|(date, time)| date.checked_add_signed(time))
+        .ok_or_else(|| invalid(format!("datetime out of range ({days} days)")))
+}
+
+/// A 3-byte day count since 0001-01-01.
+fn date_from([b0, b1, b2]: [u8; 3]) -> io::Result<NaiveDate> {
+    let days = i32::from_le_bytes([b0, b1, b2, 0]);
+    NaiveDate::from_num_days_from_ce_opt(days + 1).ok_or_else(|| invalid(format!("bad date {days}")))
 }
 
 /// Windows-1252 to Unicode (the code page of SQL_Latin1_General_CP1).
@@ -364,17 +428,19 @@ pub(crate) fn cp1252_char(b: u8) -> char {
         0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0xFFFD, 0x017E, 0x0178,
     ];
     match b {
-        0x80..=0x9F => char::from_u32(u32::from(HIGH[usize::from(b - 0x80)])).unwrap_or('\u{FFFD}'),
+        0x80..=0x9F => HIGH
+            .get(usize::from(b - 0x80))
+            .and_then(|&c| char::from_u32(u32::from(c)))
+            .unwrap_or('\u{FFFD}'),
         _ => char::from(b),
     }
 }
 
 /// A PLP (partially length-prefixed) value starting at `pos`: `None` for PLP NULL.
 fn read_plp(p: &[u8], mut pos: usize) -> io::Result<(Option<Vec<u8>>, usize)> {
-    let total = p
-        .get(pos..pos + 8)
-        .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")))
-        .ok_or_else(|| invalid("truncated PLP length"))?;
+    let total = array(p, pos)
+        .map(u64::from_le_bytes)
+        .map_err(|_| invalid("truncated PLP length"))?;
     pos += 8;
     if total == u64::MAX {
         return Ok((None, pos));
@@ -386,9 +452,7 @@ fn read_plp(p: &[u8], mut pos: usize) -> io::Result<(Option<Vec<u8>>, usize)> {
         if chunk == 0 {
             return Ok((Some(out), pos));
         }
-        let bytes = p
-            .get(pos..pos + chunk)
-            .ok_or_else(|| invalid("truncated PLP chunk"))?;
+        let bytes = bytes(p, pos, chunk).map_err(|_| invalid("truncated PLP chunk"))?;
         out.extend_from_slice(bytes);
         pos += chunk;
     }

@@ -108,7 +108,7 @@ fn err(keyword: &str, message: impl Into<String>) -> AdoError {
 pub fn tokenize(ado: &str) -> Result<Vec<(String, String)>, AdoError> {
     let chars: Vec<char> = ado.chars().collect();
     let mut i = 0;
-    let mut out = Vec::new();
+    let mut out: Vec<(String, String)> = Vec::new();
     loop {
         while i < chars.len() && (chars[i].is_whitespace() || chars[i] == ';') {
             i += 1;
@@ -142,6 +142,13 @@ pub fn tokenize(ado: &str) -> Result<Vec<(String, String)>, AdoError> {
             // The text itself is not shown: after a `;` inside an unquoted password it is the
             // password's tail.
             let position = chars[..i].len() - key.chars().count();
+            if canonical(&key).is_some() {
+                // A keyword without a value (`…;Password`): naming it shows nothing secret.
+                return Err(err(
+                    &key,
+                    "has no `=` and value (ADO.NET connection strings are `keyword=value;…`)",
+                ));
+            }
             return Err(match out.last() {
                 Some((previous, _)) => err(
                     previous,

@@ -48,12 +48,15 @@
 //! `SELECT TOP 0 … FROM table` and so works for a table or view, not for an arbitrary
 //! `SOURCE_QUERY`. Hence two routes:
 //!
-//! - **Collation known** ([`ColumnMap::with_collations`] / [`ColumnMap::with_metadata`]): a
+//! - **Collation known** ([`ColumnMap::with_collations`] / [`ColumnMap::with_metadata`], or
+//!   by name with [`ColumnMap::with_collation_names`], which the sync uses with what
+//!   `sys.dm_exec_describe_first_result_set` says of `SOURCE_QUERY`'s result): a
 //!   column whose collation has the UTF-8 flag is re-encoded with the code page tiberius
 //!   decoded it with and decoded as UTF-8. Code page 1252 (and every single-byte code page
 //!   tiberius uses) maps each of the 256 byte values to one character and back, so this is
 //!   lossless; bytes that are not UTF-8 are refused. Other columns are left as decoded.
-//! - **Collation unknown** (plain [`ColumnMap::resolve`]): a `char` / `varchar` / `text` value
+//! - **Collation unknown** (plain [`ColumnMap::resolve`]; the sync's fallback when the server does
+//!   not describe the query): a `char` / `varchar` / `text` value
 //!   whose characters, re-encoded in code page 1252, form valid UTF-8 with at least one
 //!   multi-byte sequence, and whose UTF-8 reading holds no C1 control character, is taken to be
 //!   UTF-8 (logged once per column). Text really written in code page 1252 passes that test
@@ -82,6 +85,25 @@ pub const COLLATION_UTF8_FLAG: u32 = 0x0400_0000;
 /// Whether a column collation stores UTF-8 (a `_UTF8` collation, SQL Server 2019 and later).
 pub fn collation_is_utf8(collation: Collation) -> bool {
     collation.info() & COLLATION_UTF8_FLAG != 0
+}
+
+/// Whether a collation *name* (as `sys.columns.collation_name` or
+/// `sys.dm_exec_describe_first_result_set` give it) stores UTF-8: the `_UTF8` collations of
+/// SQL Server 2019 and later, whose names all end in `_UTF8` (case-insensitive here).
+pub fn collation_name_is_utf8(name: &str) -> bool {
+    let name = name.trim();
+    name.len() >= 5 && name[name.len() - 5..].eq_ignore_ascii_case("_utf8")
+}
+
+/// The code page tiberius decodes a `_UTF8` collation's `varchar` with, from the collation's
+/// name, as a [`Collation`] whose encoding is that code page — when the name tells it: the
+/// `Latin1_General` family (LCID 0x0409, code page 1252). `None` for other families; their
+/// columns keep the recognition by shape.
+fn utf8_collation_code_page(name: &str) -> Option<Collation> {
+    let name = name.trim();
+    let family = "latin1_general_";
+    (name.len() > family.len() && name[..family.len()].eq_ignore_ascii_case(family))
+        .then(|| Collation::new(0x0409, 0))
 }
 
 /// A row that does not fit the open-order record, or a result that lacks a column.
@@ -215,6 +237,55 @@ impl ColumnMap {
             }
         }
         self
+    }
+
+    /// [`with_collations`](Self::with_collations) from collation *names*, as
+    /// `sys.dm_exec_describe_first_result_set` gives them: `(column name, collation_name)`,
+    /// the name `None` for a column that is not text. A name ending in `_UTF8` (see
+    /// [`collation_name_is_utf8`]) is re-read as UTF-8 — from code page 1252 for the
+    /// `Latin1_General` family, the code page tiberius decodes it with; a `_UTF8` collation of
+    /// another family leaves the column to the recognition by shape, as its code page is not
+    /// known from the name. Any other name is taken as decoded. Columns not named, or named
+    /// without a collation, keep the recognition by shape.
+    pub fn with_collation_names<'a>(
+        mut self,
+        columns: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> Self {
+        for (name, collation) in columns {
+            let Some(collation) = collation else { continue };
+            let charset = if collation_name_is_utf8(collation) {
+                match utf8_collation_code_page(collation) {
+                    Some(code_page) => Charset::Utf8(code_page),
+                    None => continue,
+                }
+            } else {
+                Charset::CodePage
+            };
+            for source in self.sources.iter_mut().flatten() {
+                if source.charset != Charset::Unicode && source.name.eq_ignore_ascii_case(name) {
+                    source.charset = charset;
+                }
+            }
+        }
+        self
+    }
+
+    /// How many of the fields read from `char` / `varchar` / `text` columns have a known
+    /// collation (the rest are recognised by shape), for the log.
+    pub fn known_collations(&self) -> (usize, usize) {
+        let single_byte = self
+            .sources
+            .iter()
+            .flatten()
+            .filter(|s| s.charset != Charset::Unicode);
+        let (mut known, mut all) = (0, 0);
+        for source in single_byte {
+            all += 1;
+            if source.charset != Charset::Unknown {
+                known += 1;
+            }
+        }
+        (known, all)
     }
 
     /// [`with_collations`](Self::with_collations) from column metadata, e.g. what
@@ -1615,6 +1686,110 @@ mod tests {
             UTF8_INFO,
         )]);
         assert_eq!(map.map(&r, 0).unwrap().customer_name, "Grüße 日本 €");
+    }
+
+    #[test]
+    fn collation_names_tell_utf8() {
+        for name in [
+            "Latin1_General_100_CI_AS_SC_UTF8",
+            "latin1_general_100_bin2_utf8",
+            "Japanese_XJIS_140_CI_AS_UTF8",
+            " Latin1_General_100_CI_AS_KS_WS_SC_UTF8 ",
+        ] {
+            assert!(collation_name_is_utf8(name), "{name}");
+        }
+        for name in [
+            "SQL_Latin1_General_CP1_CI_AS",
+            "Latin1_General_100_CI_AS_SC",
+            "Latin1_General_CI_AS",
+            "UTF8",
+            "_UTF",
+            "",
+            "Latin1_General_UTF8_CI_AS",
+        ] {
+            assert!(!collation_name_is_utf8(name), "{name}");
+        }
+        assert_eq!(
+            utf8_collation_code_page("Latin1_General_100_CI_AS_SC_UTF8")
+                .unwrap()
+                .encoding()
+                .unwrap()
+                .name(),
+            "windows-1252"
+        );
+        assert_eq!(utf8_collation_code_page("Japanese_XJIS_140_CI_AS_UTF8"), None);
+    }
+
+    fn named(
+        collations: &[(&str, Option<&str>)],
+        overrides: &[(&str, ColumnType, ColumnData<'static>)],
+    ) -> Result<OpenOrder, RowError> {
+        let r = row(overrides, &[]);
+        ColumnMap::resolve(r.columns())?
+            .with_collation_names(collations.iter().copied())
+            .map(&r, 0)
+    }
+
+    #[test]
+    fn a_known_collation_name_decides_exactly() {
+        let mojibake = read_as_cp1252("Grüße 日本 €");
+        let utf8 = Some("Latin1_General_100_CI_AS_SC_UTF8");
+        let cp1252 = Some("SQL_Latin1_General_CP1_CI_AS");
+        let o = named(
+            &[("Customer_Name", utf8)],
+            &[("customer_name", ColumnType::BigVarChar, s(&mojibake))],
+        )
+        .unwrap();
+        assert_eq!(o.customer_name, "Grüße 日本 €");
+        // UTF-8 text shaped like the blind spot: exact with the name, misread without.
+        let rohr = read_as_cp1252("Rohr Ø½");
+        let o = named(
+            &[("item_description", utf8)],
+            &[("item_description", ColumnType::BigVarChar, s(&rohr))],
+        )
+        .unwrap();
+        assert_eq!(o.item_description.as_deref(), Some("Rohr Ø½"));
+        // Code page 1252 text shaped like UTF-8: the blind spot is gone with the name.
+        let o = named(
+            &[("item_description", cp1252)],
+            &[("item_description", ColumnType::BigVarChar, s("Rohr Ø½"))],
+        )
+        .unwrap();
+        assert_eq!(o.item_description.as_deref(), Some("Rohr Ø½"));
+        let o = named(
+            &[("customer_name", cp1252)],
+            &[("customer_name", ColumnType::BigVarChar, s(&mojibake))],
+        )
+        .unwrap();
+        assert_eq!(o.customer_name, mojibake);
+        // No collation (not text), another column, a UTF-8 collation of an unknown code
+        // page: recognised by shape.
+        for collations in [
+            vec![("customer_name", None)],
+            vec![("item_code", cp1252)],
+            vec![("customer_name", Some("Japanese_XJIS_140_CI_AS_UTF8"))],
+        ] {
+            let o = named(
+                &collations,
+                &[("customer_name", ColumnType::BigVarChar, s(&mojibake))],
+            )
+            .unwrap();
+            assert_eq!(o.customer_name, "Grüße 日本 €", "{collations:?}");
+        }
+        // nvarchar is never touched.
+        let o = named(
+            &[("customer_name", utf8)],
+            &[("customer_name", ColumnType::NVarchar, s(&mojibake))],
+        )
+        .unwrap();
+        assert_eq!(o.customer_name, mojibake);
+        let r = row(&[("customer_name", ColumnType::BigVarChar, s(&mojibake))], &[]);
+        let map = ColumnMap::resolve(r.columns()).unwrap();
+        let (_, all) = map.known_collations();
+        assert!(all >= 1);
+        assert_eq!(map.known_collations().0, 0);
+        let map = map.with_collation_names([("customer_name", utf8)]);
+        assert_eq!(map.known_collations().0, 1);
     }
 
     #[test]

@@ -565,6 +565,13 @@ impl ErpConnection {
 
     /// Runs `query` and yields its rows as open orders, decoded one by one. The stream
     /// ends after the last row or at the first error (a bad row ends it too).
+    ///
+    /// First the server is asked for the collations of the result's columns
+    /// ([`DESCRIBE_COLLATIONS_SQL`], within its own Command Timeout), so that `varchar` in a
+    /// `_UTF8` collation is decoded exactly ([`ColumnMap::with_collation_names`]); when the
+    /// server cannot tell (before SQL Server 2012, no permission, a query it cannot describe)
+    /// that is logged at debug level and such text is recognised by its shape instead. A
+    /// server that goes silent or drops the connection there ends the stream with that error.
     pub fn stream_open_orders<'a>(
         &'a mut self,
         query: &'a str,
@@ -699,13 +706,40 @@ fn async_stream<'a>(
         }
     }
     futures::stream::unfold(State::Start(conn, query), move |state| async move {
-        let (mut items, mut map, mut row, mut budget) = match state {
+        let (mut items, mut map, mut row, mut budget, collations) = match state {
             State::Done => return None,
             State::Start(conn, query) => {
+                // The collations of the result's columns, asked for first (a command of its
+                // own, with a Command Timeout of its own). A server that cannot tell leaves
+                // the text columns to the recognition by shape; one that went silent or
+                // broke the connection ends the sync, as the query itself would.
+                let mut describe_budget = limit;
+                let collations = match within(
+                    &mut describe_budget,
+                    limit,
+                    secs,
+                    describe_collations(&mut conn.client, query),
+                )
+                .await
+                {
+                    Err(e) => return Some((Err(e), State::Done)),
+                    Ok(Ok(collations)) => Some(collations),
+                    Ok(Err(e @ tiberius::error::Error::Io { .. })) => {
+                        return Some((Err(query_error(e)), State::Done));
+                    }
+                    Ok(Err(error)) => {
+                        tracing::debug!(
+                            %error,
+                            "the server did not describe SOURCE_QUERY's result (sys.dm_exec_describe_first_result_set); \
+                             varchar columns in _UTF8 collations are recognised by shape"
+                        );
+                        None
+                    }
+                };
                 let mut budget = limit;
                 match within(&mut budget, limit, secs, conn.client.simple_query(query)).await {
                     Err(e) => return Some((Err(e), State::Done)),
-                    Ok(Ok(items)) => (items, None, 0, budget),
+                    Ok(Ok(items)) => (items, None, 0, budget, collations),
                     Ok(Err(e)) => return Some((Err(query_error(e)), State::Done)),
                 }
             }
@@ -714,7 +748,24 @@ fn async_stream<'a>(
                 map,
                 row,
                 budget,
-            } => (items, map, row, budget),
+            } => (items, map, row, budget, None),
+        };
+        // The map for the first result's columns, with their collations when known.
+        let resolve = |columns: &[tiberius::Column]| {
+            ColumnMap::resolve(columns).map(|m| match &collations {
+                None => m,
+                Some(collations) => {
+                    let m =
+                        m.with_collation_names(collations.iter().map(|(n, c)| (n.as_str(), c.as_deref())));
+                    let (known, text) = m.known_collations();
+                    tracing::debug!(
+                        known,
+                        text,
+                        "collations of SOURCE_QUERY's text columns from the server"
+                    );
+                    m
+                }
+            })
         };
         loop {
             let next = match within(&mut budget, limit, secs, items.next()).await {
@@ -741,7 +792,7 @@ fn async_stream<'a>(
                         // Only the first result set is the open orders.
                         continue;
                     }
-                    match ColumnMap::resolve(meta.columns()) {
+                    match resolve(meta.columns()) {
                         Ok(m) => map = Some(m),
                         Err(e) => return Some((Err(SourceError::Row(e)), State::Done)),
                     }
@@ -752,7 +803,7 @@ fn async_stream<'a>(
                     }
                     let result = match &map {
                         Some(m) => m.map(&r, row).map_err(SourceError::Row),
-                        None => match ColumnMap::resolve(r.columns()) {
+                        None => match resolve(r.columns()) {
                             Ok(m) => {
                                 let out = m.map(&r, row).map_err(SourceError::Row);
                                 map = Some(m);
@@ -778,4 +829,32 @@ fn async_stream<'a>(
             }
         }
     })
+}
+
+/// The statement asking the server for the collations of a query's first result set.
+pub const DESCRIBE_COLLATIONS_SQL: &str =
+    "SELECT name, collation_name FROM sys.dm_exec_describe_first_result_set(@P1, NULL, 0)";
+
+/// `(column name, collation name)` of each named column of `query`'s first result set, from
+/// `sys.dm_exec_describe_first_result_set` (SQL Server 2012 and later); the collation is
+/// `None` for a column that is not text. The whole answer is read, so the connection is ready
+/// for the next statement.
+async fn describe_collations(
+    client: &mut Client<Compat<TcpStream>>,
+    query: &str,
+) -> Result<Vec<(String, Option<String>)>, tiberius::error::Error> {
+    let rows = client
+        .query(DESCRIBE_COLLATIONS_SQL, &[&query])
+        .await?
+        .into_first_result()
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let Some(name) = row.try_get::<&str, _>(0)? else {
+            continue; // an unnamed column, or a row reporting an error
+        };
+        let collation = row.try_get::<&str, _>(1)?.map(str::to_owned);
+        out.push((name.to_owned(), collation));
+    }
+    Ok(out)
 }

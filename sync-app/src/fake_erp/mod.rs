@@ -9,6 +9,16 @@
 //! `SELECT 1`, `SELECT @@VERSION`, …); anything else fails with error 208 as SQL Server
 //! would. The view comes in two [`Schema`]s holding the same values.
 //!
+//! A statement naming `dm_exec_describe_first_result_set` is answered as SQL Server does for
+//! a query on the view passed as its `@P1` (or first) parameter: one row per column of that
+//! query's result, `name` and `collation_name` (`Latin1_General_100_CI_AS_SC_UTF8` for the
+//! classic schema's `_UTF8` varchar, `SQL_Latin1_General_CP1_CI_AS` for its other `char` /
+//! `varchar` and for `nchar` / `nvarchar`, NULL for the rest). It is not an open-orders query:
+//! it does not advance `evolve`'s generation, and [`FakeErpStats`] leaves it out of its
+//! counts. Under the `drop-after` / `stall-after` faults, which the fake SQL Server applies
+//! to every result set, it fails instead (as on a server that cannot describe), so that the
+//! fault still hits the open-orders rows.
+//!
 //! Faults can be injected with [`Failure`] to exercise the sync's error handling, and the
 //! demo's `evolve` mode makes every open-orders query after the first see a later
 //! "generation" of the data.
@@ -28,10 +38,12 @@ mod failure;
 mod orders;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fake_mssql::{
-    Encryption, Identity, Query, Reply, ResultSet, Server, ServerConfig, ServerHandle, SqlError,
+    Column, Encryption, Identity, Query, Reply, ResultSet, Server, ServerConfig, ServerHandle, SqlError,
+    SqlType, Value,
 };
 use tracing::debug;
 
@@ -155,6 +167,15 @@ impl FakeErpConfig {
 #[derive(Debug, Clone)]
 pub struct FakeErpStats {
     server: fake_mssql::Stats,
+    describes: Arc<Describes>,
+}
+
+/// The `dm_exec_describe_first_result_set` statements answered and their rows, which the
+/// server counts as queries and rows but [`FakeErpStats`] does not.
+#[derive(Debug, Default)]
+struct Describes {
+    statements: AtomicU64,
+    rows: AtomicU64,
 }
 
 impl FakeErpStats {
@@ -168,14 +189,17 @@ impl FakeErpStats {
         self.server.logins()
     }
 
-    /// Queries that reached the ERP (not session statements like `SELECT 1`).
+    /// Queries that reached the ERP (not session statements like `SELECT 1`, nor the
+    /// `dm_exec_describe_first_result_set` the sync asks first).
     pub fn queries(&self) -> u64 {
-        self.server.queries()
+        let describes = self.describes.statements.load(Ordering::Relaxed);
+        self.server.queries().saturating_sub(describes)
     }
 
     /// Open-orders rows written to clients.
     pub fn rows_sent(&self) -> u64 {
-        self.server.rows_sent()
+        let describes = self.describes.rows.load(Ordering::Relaxed);
+        self.server.rows_sent().saturating_sub(describes)
     }
 }
 
@@ -185,11 +209,96 @@ struct OpenOrdersView {
     config: FakeErpConfig,
     /// Open-orders queries answered so far (the generation in `evolve` mode).
     served: AtomicU64,
+    /// Describe statements answered (shared with the stats).
+    describes: Arc<Describes>,
+}
+
+impl OpenOrdersView {
+    /// Answers `SELECT name, collation_name FROM sys.dm_exec_describe_first_result_set(@P1, …)`
+    /// for a query on the view (see the module documentation).
+    fn describe(&self, query: &Query<'_>) -> Reply {
+        let config = &self.config;
+        self.describes.statements.fetch_add(1, Ordering::Relaxed);
+        if matches!(config.fail, Some(Failure::DropAfter(_) | Failure::StallAfter(_))) {
+            // The server's fault would hit this result set, not the open orders.
+            return Reply::Error(SqlError::new(
+                229,
+                14,
+                "The SELECT permission was denied on the object 'dm_exec_describe_first_result_set', \
+                 database 'mssqlsystemresource', schema 'sys'.",
+            ));
+        }
+        let described = match query
+            .param("P1")
+            .or_else(|| query.params.first().map(|p| &p.value))
+        {
+            Some(Value::String(sql)) => sql.as_str(),
+            _ => {
+                return Reply::Error(SqlError::new(
+                    201,
+                    16,
+                    "Procedure or function 'sys.dm_exec_describe_first_result_set' expects parameter \
+                     '@tsql', which was not supplied.",
+                ));
+            }
+        };
+        if !described.to_ascii_lowercase().contains("openorders") {
+            return Reply::Error(SqlError::invalid_object(described));
+        }
+        let all = orders::columns(config.schema, Quirks::for_failure(config.fail));
+        let projection = match orders::projection(described, &all) {
+            Ok(p) => p,
+            Err(e) => return Reply::Error(e),
+        };
+        let rows: Vec<Vec<Value>> = projection
+            .columns(&all)
+            .into_iter()
+            .map(|c| {
+                let collation = match c.ty {
+                    SqlType::Char { collation, .. } | SqlType::VarChar { collation, .. } => {
+                        Some(collation_name(collation))
+                    }
+                    SqlType::NChar { .. } | SqlType::NVarChar { .. } => Some(CP1252_COLLATION),
+                    _ => None,
+                };
+                vec![
+                    Value::String(c.name.into_owned()),
+                    collation.map_or(Value::Null, |n| Value::String(n.into())),
+                ]
+            })
+            .collect();
+        debug!(columns = rows.len(), "described the open-orders query");
+        self.describes
+            .rows
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        let name = SqlType::NVarChar { len: Some(128) };
+        Reply::Rows(ResultSet::from_values(
+            vec![
+                Column::new("name", name).nullable(),
+                Column::new("collation_name", name).nullable(),
+            ],
+            rows,
+        ))
+    }
+}
+
+const CP1252_COLLATION: &str = "SQL_Latin1_General_CP1_CI_AS";
+
+/// The name of a fake SQL Server collation.
+fn collation_name(collation: fake_mssql::Collation) -> &'static str {
+    match collation {
+        fake_mssql::Collation::Utf8 => "Latin1_General_100_CI_AS_SC_UTF8",
+        _ => CP1252_COLLATION,
+    }
 }
 
 impl fake_mssql::Handler for OpenOrdersView {
     fn execute(&self, query: &Query<'_>) -> Reply {
-        if !query.sql.to_ascii_lowercase().contains("openorders") {
+        let lower = query.sql.to_ascii_lowercase();
+        if lower.contains("dm_exec_describe_first_result_set") {
+            return self.describe(query);
+        }
+        if !lower.contains("openorders") {
             debug!(sql = %query.sql, "unknown statement");
             return Reply::Error(SqlError::invalid_object(query.sql));
         }
@@ -228,18 +337,25 @@ impl fake_mssql::Handler for OpenOrdersView {
 pub struct FakeErp {
     server: Server,
     config: FakeErpConfig,
+    describes: Arc<Describes>,
 }
 
 impl FakeErp {
     /// Binds the listener (use port 0 for any free port).
     pub async fn bind(addr: SocketAddr, config: FakeErpConfig) -> Result<FakeErp, fake_mssql::Error> {
+        let describes = Arc::new(Describes::default());
         let view = OpenOrdersView {
             config: config.clone(),
             served: AtomicU64::new(0),
+            describes: describes.clone(),
         };
         let server = Server::bind(addr, config.server_config(), view).await?;
         debug!(local_addr = %server.local_addr(), ?config, "fake ERP bound");
-        Ok(FakeErp { server, config })
+        Ok(FakeErp {
+            server,
+            config,
+            describes,
+        })
     }
 
     /// The address the server listens on.
@@ -267,6 +383,7 @@ impl FakeErp {
     pub fn stats(&self) -> FakeErpStats {
         FakeErpStats {
             server: self.server.stats(),
+            describes: self.describes.clone(),
         }
     }
 
@@ -285,6 +402,7 @@ impl FakeErp {
         FakeErpHandle {
             server: self.server.spawn(),
             config: self.config,
+            describes: self.describes,
         }
     }
 }
@@ -294,6 +412,7 @@ impl FakeErp {
 pub struct FakeErpHandle {
     server: ServerHandle,
     config: FakeErpConfig,
+    describes: Arc<Describes>,
 }
 
 impl FakeErpHandle {
@@ -321,6 +440,7 @@ impl FakeErpHandle {
     pub fn stats(&self) -> FakeErpStats {
         FakeErpStats {
             server: self.server.stats(),
+            describes: self.describes.clone(),
         }
     }
 

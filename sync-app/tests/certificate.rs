@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use fake_mssql::{Encryption, Identity};
 use sync_app::erp::certificate::FetchError;
 use sync_app::erp::{ErpSource, ServerCertificate, SourceError, fetch_server_certificate};
-use sync_app::fake_erp::{FakeErp, FakeErpConfig, FakeErpHandle};
+use sync_app::fake_erp::{FakeErpConfig, FakeErpHandle};
 
 const FAKE_SUBJECT: &str = "CN=localhost, O=fake-mssql";
 const CA_SUBJECT: &str = "CN=Acme Test Root CA, O=Acme Trust";
@@ -26,21 +26,10 @@ fn no_env(_: &str) -> Option<String> {
 }
 
 async fn erp(config: FakeErpConfig) -> FakeErpHandle {
-    FakeErp::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        FakeErpConfig { orders: 5, ..config },
-    )
-    .await
-    .expect("bind fake ERP")
-    .spawn()
+    common::spawn_erp(FakeErpConfig { orders: 5, ..config }).await
 }
 
-fn mode(encryption: Encryption) -> FakeErpConfig {
-    FakeErpConfig {
-        encryption,
-        ..FakeErpConfig::default()
-    }
-}
+use common::erp_mode as mode;
 
 fn base(addr: SocketAddr) -> String {
     format!(

@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use fake_mssql::Encryption;
 use sync_app::check::{self, CertificateCheck, TlsMode};
 use sync_app::erp::{DEFAULT_SOURCE_QUERY, ErpSource};
-use sync_app::fake_erp::{Failure, FakeErp, FakeErpConfig, FakeErpHandle, Schema};
+use sync_app::fake_erp::{Failure, FakeErpConfig, FakeErpHandle, Schema};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sync-app");
 
@@ -22,13 +22,7 @@ fn no_env(_: &str) -> Option<String> {
 }
 
 async fn erp(config: FakeErpConfig) -> FakeErpHandle {
-    FakeErp::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        FakeErpConfig { orders: 40, ..config },
-    )
-    .await
-    .expect("bind fake ERP")
-    .spawn()
+    common::spawn_erp(FakeErpConfig { orders: 40, ..config }).await
 }
 
 fn base(addr: SocketAddr) -> String {

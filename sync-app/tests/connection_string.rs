@@ -15,7 +15,7 @@ use fake_mssql::{Encryption, Reply, ServerConfig, SqlError};
 use futures::StreamExt;
 use sync_app::erp::ado::{AdoSettings, Encrypt, IpPreference, ServerAddress};
 use sync_app::erp::{DEFAULT_SOURCE_QUERY, ErpSource, Login, SourceError};
-use sync_app::fake_erp::{Failure, FakeErp, FakeErpConfig, FakeErpHandle};
+use sync_app::fake_erp::{Failure, FakeErpConfig, FakeErpHandle};
 
 fn no_env(_: &str) -> Option<String> {
     None
@@ -354,21 +354,10 @@ fn timeouts_zero_is_no_limit_and_app_name_default() {
 // ---------------------------------------------------------------- against the fake ERP
 
 async fn erp(config: FakeErpConfig) -> FakeErpHandle {
-    FakeErp::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        FakeErpConfig { orders: 25, ..config },
-    )
-    .await
-    .expect("bind fake ERP")
-    .spawn()
+    common::spawn_erp(FakeErpConfig { orders: 25, ..config }).await
 }
 
-fn mode(encryption: Encryption) -> FakeErpConfig {
-    FakeErpConfig {
-        encryption,
-        ..FakeErpConfig::default()
-    }
-}
+use common::erp_mode as mode;
 
 /// Connects and reads every open order; the number read.
 async fn read_all(source: &ErpSource) -> Result<usize, SourceError> {

@@ -181,3 +181,19 @@ pub fn temp_dir(tag: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A fake ERP with `config` on a free port of 127.0.0.1, running until dropped.
+pub async fn spawn_erp(config: sync_app::fake_erp::FakeErpConfig) -> sync_app::fake_erp::FakeErpHandle {
+    sync_app::fake_erp::FakeErp::bind("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .expect("bind fake ERP")
+        .spawn()
+}
+
+/// The default fake ERP with this encryption setting.
+pub fn erp_mode(encryption: fake_mssql::Encryption) -> sync_app::fake_erp::FakeErpConfig {
+    sync_app::fake_erp::FakeErpConfig {
+        encryption,
+        ..Default::default()
+    }
+}

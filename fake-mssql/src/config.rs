@@ -103,6 +103,56 @@ impl ParseFaultError {
     }
 }
 
+/// A fault mode as a command line writes it: `name` or `name:N`, case and spaces ignored.
+/// [`Fault`]'s parser uses it, and so can a handler's own modes on top of the server's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModeSpec {
+    name: String,
+    arg: Option<String>,
+}
+
+impl ModeSpec {
+    /// Splits `name[:N]`.
+    #[must_use]
+    pub fn parse(s: &str) -> Self {
+        let text = s.trim().to_ascii_lowercase();
+        match text.split_once(':') {
+            Some((name, arg)) => ModeSpec {
+                name: name.trim().to_owned(),
+                arg: Some(arg.trim().to_owned()),
+            },
+            None => ModeSpec {
+                name: text,
+                arg: None,
+            },
+        }
+    }
+
+    /// The mode's name, lower-case.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The row count after `:`, or why there is none.
+    pub fn count(&self) -> Result<u64, &'static str> {
+        match self.arg.as_deref() {
+            None | Some("") => Err("this mode needs a row count (MODE:N, e.g. drop-after:500)"),
+            Some(n) => n
+                .parse()
+                .map_err(|_| "the row count must be a non-negative integer"),
+        }
+    }
+
+    /// `value` for a mode written without `:N`, or why not.
+    pub fn no_arg<T>(&self, value: T) -> Result<T, &'static str> {
+        match self.arg {
+            None => Ok(value),
+            Some(_) => Err("this mode takes no `:N` argument"),
+        }
+    }
+}
+
 impl FromStr for Fault {
     type Err = ParseFaultError;
 
@@ -111,30 +161,16 @@ impl FromStr for Fault {
             input: s.to_owned(),
             reason,
         };
-        let text = s.trim().to_ascii_lowercase();
-        let (name, arg) = match text.split_once(':') {
-            Some((name, arg)) => (name.trim(), Some(arg.trim())),
-            None => (text.as_str(), None),
-        };
-        let count = |arg: Option<&str>| -> Result<u64, ParseFaultError> {
-            match arg {
-                None | Some("") => Err(err("this mode needs a row count, e.g. drop-after:500")),
-                Some(n) => n
-                    .parse()
-                    .map_err(|_| err("the row count must be a non-negative integer")),
-            }
-        };
-        let no_arg = |value: Fault| match arg {
-            None => Ok(value),
-            Some(_) => Err(err("this mode takes no `:N` argument")),
-        };
-        match name {
+        let spec = ModeSpec::parse(s);
+        let count = || spec.count().map_err(err);
+        let no_arg = |value: Fault| spec.no_arg(value).map_err(err);
+        match spec.name() {
             "login" => no_arg(Fault::Login),
             "tls" => no_arg(Fault::Tls),
             "sql" => no_arg(Fault::Sql),
             "stall" => no_arg(Fault::Stall),
-            "drop-after" => Ok(Fault::DropAfter(count(arg)?)),
-            "stall-after" => Ok(Fault::StallAfter(count(arg)?)),
+            "drop-after" => Ok(Fault::DropAfter(count()?)),
+            "stall-after" => Ok(Fault::StallAfter(count()?)),
             _ => Err(err("unknown mode")),
         }
     }

@@ -63,7 +63,7 @@ mod transport;
 mod types;
 mod wire;
 
-pub use config::{Encryption, Fault, ParseFaultError, ServerConfig};
+pub use config::{Encryption, Fault, ModeSpec, ParseFaultError, ServerConfig};
 pub use handler::{Handler, Param, Query, Reply, ResultSet, RowSource, SessionInfo, SqlError, TlsState};
 pub use server::{Server, ServerHandle, Stats};
 pub use tls::{CertificateError, Identity};

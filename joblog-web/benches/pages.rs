@@ -11,37 +11,26 @@
 //! jl_webbench_<pid>_<time>`), `migrate()`, then N runs with M details each seeded with raw
 //! SQL (the same rows as `joblog/benches/core.rs`). The server runs in a child process (this
 //! binary re-executed with `--serve URL`): `joblog_web::router(logger, WebConfig::default())`
-//! at `/` plus `/trivial` (a 2-byte string), on 127.0.0.1:0, tokio multi-thread runtime.
+//! at `/` (run list, run detail, jobs monitor) plus `/trivial` (a 2-byte string), on 127.0.0.1:0, tokio multi-thread runtime.
 //! The parent opens C keep-alive HTTP/1.1 connections (one tokio task each, one request in
 //! flight per connection), warms up 1 s, then counts and times every request for S seconds.
 //! Peak RSS of the child (`VmHWM`) is reset before each endpoint (`/proc/PID/clear_refs`)
 //! and read after it. Server and load generator share the machine's cores.
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use joblog::JobLogger;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, TransactionTrait};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+#[path = "../../joblog/benches/support/db.rs"]
+mod db;
+
+use db::{BenchDb, Kind, SEED_CHUNK, exec, scalar_i64, seed_details, seed_runs};
+
 // ---- command line ------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Sqlite,
-    Postgres,
-}
-
-impl Kind {
-    fn label(self) -> &'static str {
-        match self {
-            Kind::Sqlite => "SQLite",
-            Kind::Postgres => "PostgreSQL",
-        }
-    }
-}
 
 #[derive(Debug)]
 struct Args {
@@ -121,215 +110,6 @@ async fn serve(url: &str) -> Result<()> {
     use std::io::Write as _;
     std::io::stdout().flush()?;
     poem::Server::new_with_acceptor(acceptor).run(app).await?;
-    Ok(())
-}
-
-// ---- databases (copied from joblog/benches/core.rs, MySQL left out) ----------------------
-
-fn postgres_server() -> String {
-    std::env::var("JOBLOG_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-#[derive(Debug)]
-struct BenchDb {
-    url: String,
-    name: String,
-    admin_url: Option<String>,
-    file: Option<std::path::PathBuf>,
-}
-
-impl BenchDb {
-    async fn create(kind: Kind) -> Result<Option<BenchDb>> {
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let name = format!("jl_webbench_{}_{}", std::process::id(), t.as_secs());
-        match kind {
-            Kind::Sqlite => {
-                let path = std::env::temp_dir().join(format!("{name}.db"));
-                Ok(Some(BenchDb {
-                    url: format!("sqlite://{}?mode=rwc", path.display()),
-                    name,
-                    admin_url: None,
-                    file: Some(path),
-                }))
-            }
-            Kind::Postgres => {
-                let server = postgres_server();
-                let admin_url = format!("{server}/postgres");
-                let conn = match Database::connect(admin_url.as_str()).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        println!(
-                            "\n**{} skipped**: server at {server} unreachable: {e}",
-                            kind.label()
-                        );
-                        return Ok(None);
-                    }
-                };
-                conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await?;
-                conn.close().await.ok();
-                Ok(Some(BenchDb {
-                    url: format!("{server}/{name}"),
-                    name,
-                    admin_url: Some(admin_url),
-                    file: None,
-                }))
-            }
-        }
-    }
-
-    async fn drop_db(self) {
-        if std::env::var("JOBLOG_BENCH_KEEP_DB").is_ok_and(|v| v == "1") {
-            println!("(kept database: {})", self.url);
-            return;
-        }
-        if let Some(path) = &self.file {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
-        }
-        let Some(admin) = &self.admin_url else { return };
-        match Database::connect(admin.as_str()).await {
-            Ok(conn) => {
-                let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-                if let Err(e) = conn.execute_unprepared(&sql).await {
-                    eprintln!("could not drop {}: {e}", self.name);
-                }
-                conn.close().await.ok();
-            }
-            Err(e) => eprintln!("could not drop {}: {e}", self.name),
-        }
-    }
-}
-
-async fn exec(db: &impl ConnectionTrait, sql: &str) -> Result<()> {
-    db.execute_unprepared(sql)
-        .await
-        .with_context(|| format!("{}…", &sql[..sql.len().min(200)]))?;
-    Ok(())
-}
-
-async fn scalar_i64(db: &DatabaseConnection, sql: &str) -> Result<i64> {
-    let row = db
-        .query_one_raw(sea_orm::Statement::from_string(
-            db.get_database_backend(),
-            sql.to_owned(),
-        ))
-        .await?
-        .with_context(|| format!("no row: {sql}"))?;
-    Ok(row.try_get_by_index::<i64>(0)?)
-}
-
-/// 2025-01-01T00:00:00Z; seeded run n starts at T0 + 31 n seconds.
-const T0: i64 = 1_735_689_600;
-const SEED_CHUNK: u64 = 100_000;
-
-const JOBS: [&str; 6] = [
-    "SyncOpenOrdersJob",
-    "NightlyReport",
-    "InvoiceExport",
-    "CleanupTempFiles",
-    "RebuildSearchIndex",
-    "SendReminderEmails",
-];
-
-fn job_case(j: &str) -> String {
-    format!(
-        "CASE WHEN {j} < 8 THEN '{}' WHEN {j} < 12 THEN '{}' WHEN {j} < 15 THEN '{}' \
-         WHEN {j} < 18 THEN '{}' WHEN {j} = 18 THEN '{}' ELSE '{}' END",
-        JOBS[0], JOBS[1], JOBS[2], JOBS[3], JOBS[4], JOBS[5]
-    )
-}
-
-const STATUS_CASE: &str = "CASE WHEN r < 90 THEN 2 WHEN r < 98 THEN 3 WHEN r = 98 THEN 1 ELSE 0 END";
-
-fn detail_cases(i: &str, m: u64) -> (String, String) {
-    let last = m - 1;
-    let level = format!(
-        "CASE WHEN {i} = {last} AND r.status = 3 THEN 'error' WHEN (r.id + {i}) % 23 = 0 THEN 'warn' ELSE 'info' END"
-    );
-    let started = "'Job started - ' || r.job".to_owned();
-    let warn =
-        format!("'Source returned ' || ((r.id * 7 + {i}) % 50) || ' rows with missing fields; skipped them'");
-    let info = format!(
-        "'Processed batch ' || {i} || ': ' || ((r.id * 31 + {i} * 17) % 5000) || ' rows in ' || ((r.id + {i} * 11) % 900) || ' ms'"
-    );
-    let message = format!(
-        "CASE WHEN {i} = 0 THEN {started} WHEN {i} = {last} AND r.status = 3 THEN r.error \
-         WHEN (r.id + {i}) % 23 = 0 THEN {warn} ELSE {info} END"
-    );
-    (level, message)
-}
-
-async fn seed_runs(db: &DatabaseConnection, kind: Kind, lo: u64, hi: u64) -> Result<()> {
-    let cols =
-        "name, job, status, host, pid, error, created_at, updated_at, started_at, finished_at, heartbeat_at";
-    let job = job_case("j");
-    let sql = match kind {
-        Kind::Sqlite => {
-            let ts = |secs: &str| format!("strftime('%Y-%m-%dT%H:%M:%f+00:00', {secs}, 'unixepoch')");
-            format!(
-                "WITH RECURSIVE c(n) AS (SELECT {lo} UNION ALL SELECT n + 1 FROM c WHERE n < {hi}), \
-                 s AS (SELECT n, {T0} + n * 31 AS t, (n * 7919) % 100 AS r, (n * 37) % 20 AS j, (n * 13) % 600 AS d FROM c) \
-                 INSERT INTO job_logs ({cols}) \
-                 SELECT strftime('%Y%m%d_%H%M%S', t, 'unixepoch'), {job}, {STATUS_CASE}, \
-                 'worker-' || (n % 4 + 1), 1000 + n % 5000, \
-                 CASE WHEN r >= 90 AND r < 98 THEN 'Connection reset by peer (os error 104) while fetching batch ' || (n % 97) END, \
-                 {}, {}, CASE WHEN r < 99 THEN {} END, CASE WHEN r < 98 THEN {} END, {} FROM s",
-                ts("t"),
-                ts("t + 1 + d"),
-                ts("t + 1"),
-                ts("t + 1 + d"),
-                ts("t + 1 + d"),
-            )
-        }
-        Kind::Postgres => format!(
-            "INSERT INTO job_logs ({cols}) \
-             SELECT to_char(ts, 'YYYYMMDD_HH24MISS'), {job}, {STATUS_CASE}, \
-             'worker-' || (n % 4 + 1), 1000 + n % 5000, \
-             CASE WHEN r >= 90 AND r < 98 THEN 'Connection reset by peer (os error 104) while fetching batch ' || (n % 97) END, \
-             ts, ts + (1 + d) * interval '1 second', CASE WHEN r < 99 THEN ts + interval '1 second' END, \
-             CASE WHEN r < 98 THEN ts + (1 + d) * interval '1 second' END, ts + (1 + d) * interval '1 second' \
-             FROM (SELECT n, to_timestamp({T0} + n * 31) AS ts, (n * 7919) % 100 AS r, (n * 37) % 20 AS j, \
-             (n * 13) % 600 AS d FROM generate_series({lo}::bigint, {hi}::bigint) AS n) s"
-        ),
-    };
-    let txn = db.begin().await?;
-    if kind == Kind::Postgres {
-        exec(&txn, "SET LOCAL TIME ZONE 'UTC'").await?;
-    }
-    exec(&txn, &sql).await?;
-    txn.commit().await?;
-    Ok(())
-}
-
-async fn seed_details(db: &DatabaseConnection, kind: Kind, lo: u64, hi: u64, m: u64) -> Result<()> {
-    let cols = "job_log_id, level, message, created_at";
-    let (level, message) = detail_cases("k.i", m);
-    let sql = match kind {
-        Kind::Sqlite => format!(
-            "WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i < {}) \
-             INSERT INTO job_log_details ({cols}) \
-             SELECT r.id, {level}, {message}, \
-             strftime('%Y-%m-%dT%H:%M:%f+00:00', {T0} + r.id * 31 + 1 + (k.i * ((r.id * 13) % 600)) / {m}, 'unixepoch') \
-             FROM job_logs r CROSS JOIN k WHERE r.id BETWEEN {lo} AND {hi}",
-            m - 1
-        ),
-        Kind::Postgres => format!(
-            "INSERT INTO job_log_details ({cols}) \
-             SELECT r.id, {level}, {message}, \
-             r.created_at + (1 + (k.i * ((r.id * 13) % 600)) / {m}) * interval '1 second' \
-             FROM job_logs r CROSS JOIN generate_series(0, {}) AS k(i) WHERE r.id BETWEEN {lo} AND {hi} \
-             ORDER BY r.id, k.i",
-            m - 1
-        ),
-    };
-    let txn = db.begin().await?;
-    if kind == Kind::Postgres {
-        exec(&txn, "SET LOCAL session_replication_role = replica").await?;
-    }
-    exec(&txn, &sql).await?;
-    txn.commit().await?;
     Ok(())
 }
 
@@ -548,7 +328,7 @@ struct Row {
 }
 
 async fn bench_backend(args: &Args, kind: Kind) -> Result<()> {
-    let Some(bdb) = BenchDb::create(kind).await? else {
+    let Some(bdb) = BenchDb::create(kind, "jl_webbench").await? else {
         return Ok(());
     };
     let result = bench_on(args, kind, &bdb).await;
@@ -580,6 +360,7 @@ async fn bench_on(args: &Args, kind: Kind, bdb: &BenchDb) -> Result<()> {
         ("`/` (run list, 1 s list cache: the default)", "/", 10_000),
         ("`/nocache/` (run list, no cache)", "/nocache/", 10_000),
         ("`/job_logs/:id` (detail)", detail.as_str(), 2_000),
+        ("`/nocache/jobs` (jobs monitor, no cache)", "/nocache/jobs", 2_000),
     ];
     // Check every endpoint once before timing.
     for (name, path, min_len) in &endpoints {
@@ -630,8 +411,20 @@ async fn bench_on(args: &Args, kind: Kind, bdb: &BenchDb) -> Result<()> {
             n as f64 / window.as_secs_f64()
         );
     }
+    // One client, one request at a time: the latency of the page itself, without the
+    // queueing of C connections on two cores.
+    let mut single = Vec::new();
+    for (name, path, _) in &endpoints {
+        let (l, window) = load(port, path, 1, 2).await?;
+        let n = l.latencies_us.len();
+        let at = |p: usize| l.latencies_us[(n * p / 100).min(n.saturating_sub(1))] as f64 / 1000.0;
+        if n > 0 {
+            single.push((*name, n as f64 / window.as_secs_f64(), at(50), at(99)));
+        }
+    }
     let end_rss = proc_status_kb(pid, "VmRSS");
     child.kill().await.ok();
+    let counts = monitor_counts(&bdb.url).await?;
 
     let base_rps = rows[0].rps;
     let mut t = String::new();
@@ -675,8 +468,44 @@ async fn bench_on(args: &Args, kind: Kind, bdb: &BenchDb) -> Result<()> {
             " (per-endpoint peak not available: clear_refs refused)"
         }
     );
+    let _ = writeln!(t, "\nOne client, one request at a time (2 s per endpoint):\n");
+    let _ = writeln!(t, "| endpoint | req/s | p50 ms | p99 ms |");
+    let _ = writeln!(t, "|---|---:|---:|---:|");
+    for (name, rps, p50, p99) in single {
+        let _ = writeln!(t, "| {name} | {rps:.0} | {p50:.2} | {p99:.2} |");
+    }
+    let _ = writeln!(t, "\n{counts}");
     print!("{t}");
     Ok(())
+}
+
+/// The jobs monitor's counts by job and status, read the way it did before issue 13 (a
+/// count of every run) and the way it does now (the trigger-kept `job_run_counts`), on the
+/// same database: median of 5 each.
+async fn monitor_counts(url: &str) -> Result<String> {
+    let db = sea_orm::Database::connect(url).await?;
+    let mut medians = Vec::new();
+    for sql in [
+        "SELECT COUNT(*) FROM (SELECT job, status, COUNT(*) FROM job_logs GROUP BY job, status) c",
+        "SELECT COUNT(*) FROM (SELECT job, status, runs FROM job_run_counts WHERE runs > 0) c",
+    ] {
+        let mut times = Vec::new();
+        let mut groups = 0;
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            groups = scalar_i64(&db, sql).await?;
+            times.push(t0.elapsed());
+        }
+        times.sort();
+        medians.push((times[2], groups));
+    }
+    Ok(format!(
+        "Jobs monitor's runs by job and status ({} groups): counting every run {:.2} ms, \
+         `job_run_counts` {:.2} ms (median of 5).",
+        medians[1].1,
+        medians[0].0.as_secs_f64() * 1000.0,
+        medians[1].0.as_secs_f64() * 1000.0
+    ))
 }
 
 fn main() -> Result<()> {

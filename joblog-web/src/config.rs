@@ -3,6 +3,7 @@
 use chrono_tz::Tz;
 
 /// A button the host app adds to the top-right navigation.
+#[must_use]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NavLink {
     /// The button's text.
@@ -40,6 +41,7 @@ impl NavLink {
 }
 
 /// Settings of the pages; finish with [`crate::router`].
+#[must_use]
 #[derive(Debug, Clone)]
 pub struct WebConfig {
     /// The title in the header and the browser tab.
@@ -56,6 +58,12 @@ pub struct WebConfig {
     /// each; the list is then at most this stale. Run detail pages and the live tail are
     /// never cached.
     pub list_cache: std::time::Duration,
+    /// The address users reach the pages at, such as `https://jobs.example.com/admin` (a
+    /// proxy in front), if it is not the one the server sees. The job buttons accept a form
+    /// whose `Origin` is this URL's origin (scheme, host, port); when it is `https`, their
+    /// cookie is `Secure` (`__Host-` prefixed) and a form from plain HTTP is refused.
+    /// `None` (the default): the request's own origin, its scheme the connection's.
+    pub public_url: Option<String>,
 }
 
 impl Default for WebConfig {
@@ -66,6 +74,7 @@ impl Default for WebConfig {
             nav: Vec::new(),
             page_size: 25,
             list_cache: std::time::Duration::from_secs(1),
+            public_url: None,
         }
     }
 }
@@ -95,9 +104,17 @@ impl WebConfig {
         self
     }
 
+    /// Sets the address users reach the pages at, an `http://` or `https://` URL (see the
+    /// [field](WebConfig#structfield.public_url)); only its origin counts, not its path.
+    /// Without it, an `X-Forwarded-Proto` or `Forwarded` header from a proxy is never trusted.
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = Some(url.into());
+        self
+    }
+
     /// Sets the number of runs per page.
     pub fn page_size(mut self, n: u64) -> Self {
-        self.page_size = n.clamp(1, joblog::MAX_PAGE_SIZE);
+        self.page_size = n.clamp(1, joblog::query::MAX_PAGE_SIZE);
         self
     }
 }

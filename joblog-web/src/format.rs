@@ -1,8 +1,6 @@
-//! Times and durations as people read them.
+//! Times as people read them (durations and counts are `joblog::format`'s).
 
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 
 /// `2026-11-28 21:30:05 CET`.
@@ -15,15 +13,25 @@ pub(crate) fn clock(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%H:%M:%S%.3f").to_string()
 }
 
-/// `850 ms`, `12s`, `1m 03s`, `2h 05m`, `3d 04h`.
-pub(crate) fn duration(d: Duration) -> String {
-    let s = d.as_secs();
+/// `45 s`, `17 min`, `3 h`, `2 d`: how long ago, roughly (one unit, rounded down), as the
+/// missed-run warnings say it.
+pub(crate) fn ago(d: TimeDelta) -> String {
+    let s = d.num_seconds().max(0);
     match s {
-        0 => format!("{} ms", d.as_millis()),
-        1..=59 => format!("{s}s"),
-        60..=3_599 => format!("{}m {:02}s", s / 60, s % 60),
-        3_600..=86_399 => format!("{}h {:02}m", s / 3_600, s % 3_600 / 60),
-        _ => format!("{}d {:02}h", s / 86_400, s % 86_400 / 3_600),
+        0..=59 => format!("{s} s"),
+        60..=3_599 => format!("{} min", s / 60),
+        3_600..=86_399 => format!("{} h", s / 3_600),
+        _ => format!("{} d", s / 86_400),
+    }
+}
+
+/// The warning of a scheduled job that stopped succeeding: `last success 17 min ago — 3
+/// runs missed`.
+pub(crate) fn missed(last_success: Option<DateTime<Utc>>, missed: u64, now: DateTime<Utc>) -> String {
+    let runs = if missed == 1 { "run" } else { "runs" };
+    match last_success {
+        Some(t) => format!("last success {} ago — {missed} {runs} missed", ago(now - t)),
+        None => format!("never succeeded — {missed} {runs} missed"),
     }
 }
 
@@ -32,20 +40,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_read_well() {
-        assert_eq!(duration(Duration::from_millis(850)), "850 ms");
-        assert_eq!(duration(Duration::from_secs(12)), "12s");
-        assert_eq!(duration(Duration::from_secs(63)), "1m 03s");
-        assert_eq!(duration(Duration::from_secs(7_500)), "2h 05m");
-        assert_eq!(duration(Duration::from_secs(3 * 86_400 + 4 * 3_600)), "3d 04h");
-    }
-
-    #[test]
     fn times_carry_their_zone() {
         let t = DateTime::parse_from_rfc3339("2026-11-28T20:30:05Z")
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(time(t, Tz::UTC), "2026-11-28 20:30:05 UTC");
         assert_eq!(time(t, chrono_tz::Europe::Berlin), "2026-11-28 21:30:05 CET");
+        assert_eq!(clock(t, Tz::UTC), "20:30:05.000");
+    }
+
+    #[test]
+    fn ago_is_rough() {
+        assert_eq!(ago(TimeDelta::seconds(45)), "45 s");
+        assert_eq!(ago(TimeDelta::seconds(17 * 60 + 59)), "17 min");
+        assert_eq!(ago(TimeDelta::hours(3)), "3 h");
+        assert_eq!(ago(TimeDelta::days(2)), "2 d");
+        assert_eq!(ago(TimeDelta::seconds(-5)), "0 s");
+    }
+
+    #[test]
+    fn missed_runs_read_well() {
+        let now = Utc::now();
+        assert_eq!(
+            missed(Some(now - TimeDelta::minutes(17)), 3, now),
+            "last success 17 min ago — 3 runs missed"
+        );
+        assert_eq!(missed(None, 1, now), "never succeeded — 1 run missed");
     }
 }

@@ -230,12 +230,12 @@ async fn walk_the_pages_in_chromium() {
         let live_shot = c.screenshot().await?;
 
         // Jobs Monitor → "Run now" (a POST with its CSRF token) → a new run in the list.
-        let scheduler = joblog::Scheduler::builder(logger.clone())
+        let scheduler = joblog::scheduler::Scheduler::builder(logger.clone())
             .poll_interval(Duration::from_millis(200))
             .job_with(
                 "BrowserJob",
-                joblog::Schedule::every(Duration::from_secs(3600)),
-                joblog::JobOptions::default().run_at_start(false),
+                joblog::scheduler::Schedule::every(Duration::from_secs(3600)),
+                joblog::scheduler::JobOptions::default().run_at_start(false),
                 |run| async move {
                     run.detail("started from the Run now button");
                     Ok::<_, std::convert::Infallible>(())

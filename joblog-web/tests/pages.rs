@@ -410,8 +410,8 @@ async fn bad_input_gets_a_clear_page() {
                 // The live tail answers JSON, errors included.
                 let v: serde_json::Value = serde_json::from_str(&body).unwrap();
                 assert!(v["error"].is_string(), "{uri}: {body}");
-            } else if uri != "/job_logs/1/log.txt/extra" {
-                // (An unmatched route gets poem's own 404; every handler answers with a page.)
+            } else {
+                // Unmatched routes included: every failure is a page.
                 assert!(body.contains("Back to the job logs"), "{uri} gets a page: {body}");
             }
         }
@@ -426,6 +426,21 @@ async fn bad_input_gets_a_clear_page() {
         ] {
             let (status, _, _) = get(&cli, &format!("{prefix}{uri}")).await;
             assert_eq!(status, StatusCode::OK, "{uri}");
+        }
+        // A parameter given twice is refused with a sentence, not serde's words.
+        for (uri, name) in [
+            ("/job_logs?status=error&status=success", "status"),
+            ("/job_logs?job=a&job=b", "job"),
+            ("/job_logs/1?from=1&from=2", "from"),
+        ] {
+            let (status, body, _) = get(&cli, &format!("{prefix}{uri}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+            assert!(
+                body.contains(&format!("gives <code>{name}</code> more than once"))
+                    || body.contains(&format!("gives `{name}` more than once")),
+                "{uri}: {body}"
+            );
+            assert!(!body.contains("duplicate field"), "{uri}: {body}");
         }
     }
 }
@@ -450,6 +465,7 @@ async fn basic_auth_guards_everything() {
     let resp = cli.get("/").send().await;
     resp.assert_status(StatusCode::UNAUTHORIZED);
     resp.assert_header("www-authenticate", "Basic realm=\"joblog\", charset=\"UTF-8\"");
+    resp.assert_header("x-content-type-options", "nosniff");
     for bad in [
         "Basic YWRtaW46d3Jvbmc=",
         "Basic !!!",
@@ -655,12 +671,12 @@ async fn file_logger(name: &str) -> (JobLogger, std::path::PathBuf) {
 /// Registers `jobs` every 5 minutes (first run one interval away), then stops the
 /// scheduler so that nothing picks up a "run now" while the test looks.
 async fn schedule(logger: &JobLogger, jobs: &[&str]) {
-    let mut builder = joblog::Scheduler::builder(logger.clone());
+    let mut builder = joblog::scheduler::Scheduler::builder(logger.clone());
     for job in jobs {
         builder = builder.job_with(
             *job,
-            joblog::Schedule::every(std::time::Duration::from_secs(300)),
-            joblog::JobOptions::default().run_at_start(false),
+            joblog::scheduler::Schedule::every(std::time::Duration::from_secs(300)),
+            joblog::scheduler::JobOptions::default().run_at_start(false),
             |_run| async { Ok::<(), String>(()) },
         );
     }
@@ -691,8 +707,10 @@ fn actions(html: &str) -> Vec<String> {
         .collect()
 }
 
-async fn schedule_of(logger: &JobLogger, job: &str) -> joblog::ScheduleRecord {
-    joblog::schedules(logger)
+async fn schedule_of(logger: &JobLogger, job: &str) -> joblog::scheduler::ScheduleRecord {
+    logger
+        .scheduled_jobs()
+        .schedules()
         .await
         .unwrap()
         .into_iter()
@@ -854,7 +872,7 @@ async fn jobs_monitor_shows_schedules_and_its_buttons_work_behind_csrf() {
         let (status, _, _) = get(&site, &run_now).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
         // Reset for the other mount point.
-        joblog::resume_job(&logger, "Nightly report").await.unwrap();
+        logger.scheduled_jobs().resume("Nightly report").await.unwrap();
     }
     drop(logger);
     let _ = std::fs::remove_file(path);
@@ -916,4 +934,229 @@ async fn jobs_monitor_flags_missed_and_skipped_runs_and_a_running_run() {
     run.success().await.unwrap();
     drop(logger);
     let _ = std::fs::remove_file(path);
+}
+
+/// An error page: the layout (navigation, CSS under the mount point, a way back) and every
+/// security header.
+fn assert_styled_error(prefix: &str, what: &str, body: &str, headers: &poem::http::HeaderMap) {
+    let csp = headers
+        .get("content-security-policy")
+        .unwrap_or_else(|| panic!("{what}: no CSP in {headers:?}"))
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains("script-src 'self'")
+            && !csp.contains("unsafe-inline")
+            && csp.contains("frame-ancestors 'none'"),
+        "{what}: {csp}"
+    );
+    assert_eq!(
+        headers.get("x-content-type-options").unwrap(),
+        "nosniff",
+        "{what}"
+    );
+    assert_eq!(headers.get("x-frame-options").unwrap(), "DENY", "{what}");
+    assert!(
+        headers
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "{what}: {headers:?}"
+    );
+    let hrefs = links(body);
+    assert!(
+        hrefs
+            .iter()
+            .any(|l| l.starts_with(&format!("{prefix}/assets/app.css?v="))),
+        "{what}: the layout's CSS under {prefix:?}: {hrefs:?}"
+    );
+    assert!(
+        body.contains("<nav class=\"nav\">") && body.contains("Jobs Monitor"),
+        "{what}: {body}"
+    );
+    assert!(body.contains("Back to the job logs"), "{what}: {body}");
+    assert!(
+        hrefs.contains(&format!("{prefix}/")),
+        "{what}: the way back: {hrefs:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_failure_is_a_styled_page_with_the_security_headers() {
+    let logger = logger().await;
+    seed(&logger, 2).await;
+    let form_ct = ("content-type", "application/x-www-form-urlencoded");
+    for prefix in PREFIXES {
+        let site = Site::new(app(&logger, prefix)).await;
+        // Unmatched routes (poem's plain 404 before), handler 404s, bad query values.
+        for (uri, expected, message) in [
+            (
+                "/nothing",
+                StatusCode::NOT_FOUND,
+                "There is no page at this address.",
+            ),
+            (
+                "/job_logs/1/log.txt/extra",
+                StatusCode::NOT_FOUND,
+                "There is no page at this address.",
+            ),
+            (
+                "/assets/",
+                StatusCode::NOT_FOUND,
+                "There is no page at this address.",
+            ),
+            ("/job_logs/abc", StatusCode::NOT_FOUND, "There is no run abc."),
+            (
+                "/job_logs/999999",
+                StatusCode::NOT_FOUND,
+                "There is no run 999999.",
+            ),
+            ("/assets/nothing.css", StatusCode::NOT_FOUND, "There is no asset"),
+            (
+                "/assets/%FF",
+                StatusCode::BAD_REQUEST,
+                "A part of this address is not valid.",
+            ),
+            (
+                "/job_logs?before=abc",
+                StatusCode::BAD_REQUEST,
+                "before must be a number, not &quot;abc&quot;.",
+            ),
+            (
+                "/job_logs?status=finished",
+                StatusCode::BAD_REQUEST,
+                "Unknown status",
+            ),
+            (
+                "/job_logs/1?from=zz",
+                StatusCode::BAD_REQUEST,
+                "from must be a number",
+            ),
+            (
+                "/jobs/Nightly/pause",
+                StatusCode::METHOD_NOT_ALLOWED,
+                "does not answer GET requests",
+            ),
+        ] {
+            if uri.contains("%FF") && !prefix.is_empty() {
+                // A path that is not UTF-8 fails in the host's own `nest` before it reaches
+                // the pages: a host that wraps its app in `ErrorPages` styles it (below).
+                continue;
+            }
+            let what = format!("GET {prefix}{uri}");
+            let (status, body, headers) = get(&site, &format!("{prefix}{uri}")).await;
+            assert_eq!(status, expected, "{what}: {body}");
+            assert!(body.contains(message), "{what} lacks {message:?}: {body}");
+            assert_styled_error(prefix, &what, &body, &headers);
+        }
+        // Wrong methods, a job name that is not UTF-8, forms that cannot be read.
+        for (method, uri, headers, form, expected) in [
+            ("POST", "/", vec![], "", StatusCode::METHOD_NOT_ALLOWED),
+            ("DELETE", "/job_logs", vec![], "", StatusCode::METHOD_NOT_ALLOWED),
+            ("PUT", "/jobs", vec![], "", StatusCode::METHOD_NOT_ALLOWED),
+            (
+                "POST",
+                "/jobs/%FF/run_now",
+                vec![form_ct],
+                "csrf_token=x",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "POST",
+                "/jobs/Nightly/run_now",
+                vec![("content-type", "text/plain")],
+                "x",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                "POST",
+                "/jobs/Nightly/run_now",
+                vec![form_ct],
+                &"a".repeat(5_000),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                "POST",
+                "/jobs/Nightly/run_now",
+                vec![form_ct],
+                "csrf_token=x",
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                "POST",
+                "/jobs/Nightly/bogus",
+                vec![form_ct],
+                "csrf_token=x",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "POST",
+                "/jobs/Nightly/xpause",
+                vec![form_ct],
+                "csrf_token=x",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "POST",
+                "/jobs/Nightly/pausex",
+                vec![form_ct],
+                "csrf_token=x",
+                StatusCode::NOT_FOUND,
+            ),
+        ] {
+            if uri.contains("%FF") && !prefix.is_empty() {
+                continue;
+            }
+            let what = format!("{method} {prefix}{uri}");
+            let (status, body, headers) =
+                send(&site, method, &format!("{prefix}{uri}"), &headers, form).await;
+            assert_eq!(status, expected, "{what}: {body}");
+            assert_styled_error(prefix, &what, &body, &headers);
+        }
+        // The live tail stays JSON, with the headers too.
+        let (status, body, headers) = get(&site, &format!("{prefix}/job_logs/1/lines?after=zz")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(headers.get("content-type").unwrap(), "application/json");
+        assert_eq!(headers.get("x-content-type-options").unwrap(), "nosniff");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"], "after must be a number, not \"zz\".");
+    }
+}
+
+#[tokio::test]
+async fn a_host_gets_the_same_error_pages_for_its_own_routes() {
+    use joblog_web::ErrorPages;
+    use poem::handler;
+
+    #[handler]
+    fn hello() -> &'static str {
+        "hello"
+    }
+    let logger = logger().await;
+    let prefix = "/admin/jobs";
+    let config = WebConfig::default().nav_link(NavLink::new("Jobs Monitor", format!("{prefix}/jobs")));
+    let host = Route::new()
+        .at("/hello", poem::get(hello))
+        .nest(prefix, router(logger.clone(), config.clone()))
+        .with(ErrorPages::new(config, prefix));
+    let site = Site::new(host).await;
+    let (status, body, _) = get(&site, "/hello").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "hello"));
+    for (method, uri, expected) in [
+        ("GET", "/nothing", StatusCode::NOT_FOUND),
+        ("POST", "/hello", StatusCode::METHOD_NOT_ALLOWED),
+        ("PUT", "/nothing/%FF", StatusCode::NOT_FOUND),
+        ("GET", "/admin/jobs/nothing", StatusCode::NOT_FOUND),
+        ("DELETE", "/admin/jobs/nothing", StatusCode::NOT_FOUND),
+        ("POST", "/admin/jobs/job_logs", StatusCode::METHOD_NOT_ALLOWED),
+        ("GET", "/admin/jobs/job_logs?before=x", StatusCode::BAD_REQUEST),
+        ("GET", "/admin/jobs/assets/%FF", StatusCode::BAD_REQUEST),
+    ] {
+        let what = format!("{method} {uri}");
+        let (status, body, headers) = send(&site, method, uri, &[], "").await;
+        assert_eq!(status, expected, "{what}: {body}");
+        assert_styled_error(prefix, &what, &body, &headers);
+    }
 }

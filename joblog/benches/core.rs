@@ -32,7 +32,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use joblog::{Cursor, JobLogger, RunFilter, RunStatus};
+use joblog::query::{Cursor, RunFilter};
+use joblog::{JobLogger, RunStatus};
 use sea_orm::sqlx::{self, AssertSqlSafe, QueryBuilder};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, TransactionTrait};
 use tokio::sync::mpsc;
@@ -166,17 +167,7 @@ fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+use joblog::format::count as thousands;
 
 fn rate(n: u64, d: Duration) -> String {
     thousands((n as f64 / d.as_secs_f64()).round() as u64)

@@ -19,36 +19,40 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! The crate, on one screen:
+//!
+//! | where | what |
+//! |---|---|
+//! | the root | [`JobLogger`] (and its builder), the [`JobRun`] guard and its [`RunHandle`], [`RunStatus`], [`Level`], [`Error`] / [`Result`], [`PruneOptions`] |
+//! | [`query`] | what a dashboard reads: [`query::RunFilter`], [`query::Cursor`], [`query::RunPage`], [`query::RunRecord`], [`query::JobSummary`], … (the methods are [`JobLogger`]'s) |
+//! | [`scheduler`] | recurring jobs: [`scheduler::Scheduler`], [`scheduler::Schedule`], and [`JobLogger::scheduled_jobs`] — run now, pause, resume, schedules |
+//! | [`format`] | durations and counts as people read them |
+//! | feature `tracing` | [`JobLogLayer`]: `tracing` events inside a run's span become details |
 #![deny(missing_docs)]
 
 mod db_error;
 mod error;
+pub mod format;
 mod logger;
 mod maintenance;
 mod model;
 mod naming;
-mod query;
+pub mod query;
 mod run;
-mod scheduler;
+pub mod scheduler;
+mod search_index;
+mod secrets;
 mod sql;
 mod status;
 #[cfg(feature = "tracing")]
 mod tracing_layer;
 mod writer;
 
-pub use chrono_tz::Tz;
 pub use error::{Error, Result};
 pub use logger::{JobLogger, JobLoggerBuilder};
 pub use maintenance::{PruneOptions, PruneStats};
-pub use model::{DetailRecord, RunRecord};
-pub use query::{
-    CappedCount, Cursor, JobSummary, MAX_PAGE_SIZE, RunFilter, RunListItem, RunPage, StatusCounts,
-};
-pub use run::{ErrorChain, JobRun, RunHandle};
-pub use scheduler::{
-    JobOptions, Schedule, ScheduleRecord, Scheduler, SchedulerBuilder, SchedulerHandle, pause_job,
-    request_run_now, resume_job, schedules, schedules_with,
-};
+pub use run::{DETAIL_TARGET, ErrorChain, JobRun, RunHandle};
 pub use sea_orm::DatabaseConnection;
 pub use status::{Level, ParseError, RunStatus};
 #[cfg(feature = "tracing")]

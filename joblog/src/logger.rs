@@ -33,6 +33,10 @@ pub(crate) struct LoggerInner {
     pub(crate) host: String,
     pub(crate) durability_timeout: Duration,
     pub(crate) names: Reservations,
+    /// Wakes this process's schedulers when a job is asked to run now or resumed.
+    pub(crate) scheduler_wake: tokio::sync::Notify,
+    /// PostgreSQL: the search's trigram indexes were seen valid (they stay so).
+    pub(crate) search_index_ready: std::sync::atomic::AtomicBool,
 }
 
 impl LoggerInner {
@@ -63,6 +67,7 @@ impl LoggerInner {
 
 /// Settings of a [`JobLogger`]; finish with [`connect`](Self::connect) or
 /// [`build`](Self::build).
+#[must_use = "a JobLoggerBuilder does nothing until connect() or build()"]
 #[derive(Debug, Clone)]
 pub struct JobLoggerBuilder {
     timezone: Tz,
@@ -150,6 +155,9 @@ impl JobLoggerBuilder {
             Arc::downgrade(&shared),
             self.heartbeat_interval,
         ));
+        if shared.db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+            tokio::spawn(crate::search_index::keep_up(Arc::downgrade(&shared)));
+        }
         let host = self
             .host
             .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
@@ -161,6 +169,8 @@ impl JobLoggerBuilder {
                 host,
                 durability_timeout: self.durability_timeout,
                 names: Reservations::default(),
+                scheduler_wake: tokio::sync::Notify::new(),
+                search_index_ready: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -214,7 +224,15 @@ impl JobLogger {
         &self.inner.shared.db
     }
 
+    /// Run now, pause, resume and the schedules of the jobs scheduled on this database —
+    /// from any process, with or without a [`Scheduler`](crate::scheduler::Scheduler) here.
+    #[must_use]
+    pub fn scheduled_jobs(&self) -> crate::scheduler::ScheduledJobs<'_> {
+        crate::scheduler::ScheduledJobs::new(self)
+    }
+
     /// The timezone run names are written in.
+    #[must_use]
     pub fn timezone(&self) -> Tz {
         self.inner.timezone
     }
@@ -222,8 +240,16 @@ impl JobLogger {
     /// Creates or upgrades joblog's tables. Idempotent, and safe when several processes
     /// start at once on PostgreSQL or MySQL (a database lock serialises them). joblog's
     /// history lives in its own table, `joblog_migrations`.
+    ///
+    /// On PostgreSQL it then builds the search's trigram indexes if they are missing
+    /// ([`build_search_index`](Self::build_search_index): concurrently, so on a large
+    /// upgraded database this call takes minutes once while writers go on). On SQLite the
+    /// search index fills in the background.
     pub async fn migrate(&self) -> Result<()> {
         joblog_migrations::up_locked::<JoblogMigrator>(self.db(), 7411150263, "joblog_migrate").await?;
+        if self.db().get_database_backend() == sea_orm::DbBackend::Postgres {
+            self.build_search_index().await?;
+        }
         Ok(())
     }
 
@@ -330,6 +356,7 @@ impl JobLogger {
     }
 
     /// Details waiting in the queue right now (for monitoring).
+    #[must_use]
     pub fn queued(&self) -> usize {
         self.inner
             .shared

@@ -1,13 +1,27 @@
-//! The read side used by dashboards: run pages, one run, its details, per-job summaries.
+//! The read side, as a dashboard uses it: run pages, one run, its details, per-job
+//! summaries. The queries are [`JobLogger`]'s methods (`list_runs`, `count_runs`,
+//! `search_runs`, `get_run`, `details`, `job_summaries`, …); this module holds what they
+//! take and return.
+//!
+//! Text search reads details, so it is bounded for pages open to anyone who can reach
+//! them: [`JobLogger::search_runs`] refuses terms shorter than [`MIN_SEARCH_CHARS`] or
+//! longer than [`MAX_SEARCH_CHARS`], reads the details of at most [`SearchBudget::runs`]
+//! runs per call (one statement, no count), and lets the database stop it after
+//! [`SearchBudget::time`]. [`SearchPage::end`] says which bound it met and the page's
+//! cursors continue past the runs it covered.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use sea_orm::DbBackend;
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, RuntimeErr, TransactionTrait};
+
+pub use crate::model::{DetailRecord, RunRecord};
 
 use crate::model::{DETAIL_COLUMNS, RUN_COLUMNS};
 use crate::sql::{Sql, like_ci, like_contains};
-use crate::{DetailRecord, JobLogger, Result, RunRecord, RunStatus};
+use crate::{JobLogger, Result, RunStatus};
 
 /// Which runs to list. All filters are optional and combine with AND.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,6 +53,13 @@ impl RunFilter {
     }
 
     fn push_where(&self, q: &mut Sql, backend: DbBackend) {
+        self.push_where_within(q, backend, None);
+    }
+
+    /// [`push_where`](Self::push_where), with the details the text filter reads limited to
+    /// runs inside `within` (the search window past a cursor): PostgreSQL turns the `EXISTS`
+    /// into one hashed scan of the whole details table otherwise, however small the window.
+    fn push_where_within(&self, q: &mut Sql, backend: DbBackend, within: Option<Cursor>) {
         q.push(" WHERE 1 = 1");
         if let Some(status) = self.status {
             q.push(" AND status = ").bind(status.code());
@@ -49,8 +70,27 @@ impl RunFilter {
         if let Some(text) = self.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
             let pattern = like_contains(text);
             q.push(" AND (name").push(like_ci(backend)).bind(pattern.clone());
-            q.push(" ESCAPE '!' OR EXISTS (SELECT 1 FROM job_log_details d WHERE d.job_log_id = job_logs.id AND d.message");
-            q.push(like_ci(backend)).bind(pattern).push(" ESCAPE '!'))");
+            q.push(" ESCAPE '!' OR EXISTS (SELECT 1 FROM job_log_details d WHERE d.job_log_id = job_logs.id");
+            if let Some(cursor) = within {
+                // The window's runs lie between the cursor and the window's edge (`w`).
+                match cursor {
+                    Cursor::After(after) => {
+                        q.push(" AND d.job_log_id > ").bind(after);
+                        q.push(" AND d.job_log_id <= (SELECT edge FROM w)");
+                    }
+                    Cursor::Before(before) => {
+                        q.push(" AND d.job_log_id < ").bind(before);
+                        q.push(" AND d.job_log_id >= (SELECT edge FROM w)");
+                    }
+                    Cursor::First => {
+                        q.push(" AND d.job_log_id >= (SELECT edge FROM w)");
+                    }
+                }
+            }
+            q.push(" AND d.message")
+                .push(like_ci(backend))
+                .bind(pattern)
+                .push(" ESCAPE '!'))");
         }
     }
 }
@@ -140,12 +180,19 @@ pub struct JobSummary {
     pub p50: Option<Duration>,
     /// 95th percentile duration of its recent successful runs.
     pub p95: Option<Duration>,
+    /// Its newest runs, newest first: as many as [`JobLogger::job_summaries_with`] was
+    /// asked for (none from [`JobLogger::job_summaries`]).
+    pub recent: Vec<RunRecord>,
 }
 
 /// Successful runs per job that the duration percentiles are taken over.
 const PERCENTILE_WINDOW: u64 = 200;
 /// Page sizes are clamped to this.
 pub const MAX_PAGE_SIZE: u64 = 500;
+/// Jobs served by one statement of [`JobLogger::job_summaries_with`]: each job adds two
+/// terms to a `UNION ALL`, and SQLite allows at most 500 terms in one compound statement
+/// (`SQLITE_MAX_COMPOUND_SELECT`).
+const JOBS_PER_STATEMENT: usize = 200;
 
 impl JobLogger {
     /// One page of runs, newest first, with keyset pagination: every page costs an index
@@ -355,14 +402,32 @@ impl JobLogger {
     }
 
     /// Per job: last run, last success, counts by status, p50 / p95 duration of its
-    /// recent successful runs.
+    /// recent successful runs. Two statements, whatever the number of jobs (see
+    /// [`job_summaries_with`](Self::job_summaries_with)).
     pub async fn job_summaries(&self) -> Result<Vec<JobSummary>> {
+        self.job_summaries_with(0).await
+    }
+
+    /// [`job_summaries`](Self::job_summaries), each with its `recent_runs` newest runs
+    /// (clamped to 0..=500) in [`JobSummary::recent`], for a dashboard's sparklines.
+    ///
+    /// A constant number of statements serves every job, and none reads every run: one
+    /// reads the runs per job and status from `job_run_counts` (kept by triggers as runs
+    /// start, change status and are pruned, in the same transaction); one more reads, for each job, its newest runs and its last successful ones
+    /// (a `UNION ALL` of two index range scans per job, on `(job, id)` and
+    /// `(job, status, id)`), so a dashboard costs the same two round trips for one job as
+    /// for a hundred. (Past 200 jobs, one more statement per 200: SQLite's limit on the
+    /// terms of one compound statement.)
+    pub async fn job_summaries_with(&self, recent_runs: u64) -> Result<Vec<JobSummary>> {
         let db = self.db();
         let backend = db.get_database_backend();
+        let recent_runs = recent_runs.min(MAX_PAGE_SIZE);
         let mut counts: Vec<(String, StatusCounts)> = Vec::new();
+        // Kept by triggers on job_logs (migration m20261201_000006): a row per job and
+        // status, not a count of every run.
         let q = Sql::new(
             backend,
-            "SELECT job, status, COUNT(*) FROM job_logs GROUP BY job, status ORDER BY job",
+            "SELECT job, status, runs FROM job_run_counts WHERE runs > 0 ORDER BY job",
         );
         for row in q.all(db).await? {
             let job: String = row.try_get_by_index(0)?;
@@ -375,27 +440,55 @@ impl JobLogger {
                 c.add(status, n.max(0) as u64);
             }
         }
-        let mut out = Vec::with_capacity(counts.len());
-        for (job, counts) in counts {
-            let last_run = self.newest_of(&job, None).await?;
-            let last_success = self.newest_of(&job, Some(RunStatus::Success)).await?;
-            let mut q = Sql::new(
-                backend,
-                "SELECT started_at, finished_at FROM job_logs WHERE job = ",
-            );
-            q.bind(job.as_str())
+        // Every job's newest runs and newest successes, one statement per chunk of jobs.
+        let mut runs: HashMap<String, Vec<RunRecord>> = HashMap::with_capacity(counts.len());
+        for chunk in counts.chunks(JOBS_PER_STATEMENT) {
+            let mut q = Sql::new(backend, "");
+            for (i, (job, _)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(" UNION ALL ");
+                }
+                // At least one run: the last run comes from here.
+                q.push(&format!(
+                    "SELECT * FROM (SELECT {RUN_COLUMNS} FROM job_logs WHERE job = "
+                ))
+                .bind(job.as_str())
+                .push(&format!(" ORDER BY id DESC LIMIT {}) r{i}", recent_runs.max(1)));
+                q.push(&format!(
+                    " UNION ALL SELECT * FROM (SELECT {RUN_COLUMNS} FROM job_logs WHERE job = "
+                ))
+                .bind(job.as_str())
                 .push(" AND status = ")
                 .bind(RunStatus::Success.code())
-                .push(&format!(" ORDER BY id DESC LIMIT {PERCENTILE_WINDOW}"));
-            let mut durations = Vec::new();
-            for row in q.all(db).await? {
-                let start: Option<chrono::DateTime<chrono::Utc>> = row.try_get_by_index(0)?;
-                let end: Option<chrono::DateTime<chrono::Utc>> = row.try_get_by_index(1)?;
-                if let (Some(s), Some(e)) = (start, end) {
-                    durations.extend((e - s).to_std().ok());
-                }
+                .push(&format!(" ORDER BY id DESC LIMIT {PERCENTILE_WINDOW}) s{i}"));
             }
+            for row in q.all(db).await? {
+                let run = RunRecord::from_row(&row)?;
+                runs.entry(run.job.clone()).or_default().push(run);
+            }
+        }
+        let mut out = Vec::with_capacity(counts.len());
+        for (job, counts) in counts {
+            let mut runs = runs.remove(&job).unwrap_or_default();
+            // A run can come from both halves; a UNION promises no order.
+            runs.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
+            runs.dedup_by_key(|r| r.id);
+            // The newest `recent_runs` rows are exactly the newest runs (every older row is
+            // older than all of them), and the newest 200 successes exactly the window.
+            let successes: Vec<&RunRecord> = runs
+                .iter()
+                .filter(|r| r.status == RunStatus::Success)
+                .take(PERCENTILE_WINDOW as usize)
+                .collect();
+            let mut durations: Vec<Duration> = successes
+                .iter()
+                .filter_map(|r| (r.finished_at? - r.started_at?).to_std().ok())
+                .collect();
             durations.sort_unstable();
+            let last_success = successes.first().map(|r| (*r).clone());
+            runs.truncate(recent_runs.max(1) as usize);
+            let last_run = runs.first().cloned();
+            runs.truncate(recent_runs as usize);
             out.push(JobSummary {
                 job,
                 last_run,
@@ -403,23 +496,790 @@ impl JobLogger {
                 counts,
                 p50: percentile(&durations, 50),
                 p95: percentile(&durations, 95),
+                recent: runs,
             });
         }
         Ok(out)
     }
+}
 
-    async fn newest_of(&self, job: &str, status: Option<RunStatus>) -> Result<Option<RunRecord>> {
-        let db = self.db();
-        let mut q = Sql::new(
-            db.get_database_backend(),
-            &format!("SELECT {RUN_COLUMNS} FROM job_logs WHERE job = "),
-        );
-        q.bind(job);
-        if let Some(status) = status {
-            q.push(" AND status = ").bind(status.code());
+/// Shortest text [`JobLogger::search_runs`] searches for, in characters: a shorter one
+/// matches nearly every line and makes every search read the most details it may.
+pub const MIN_SEARCH_CHARS: usize = 3;
+/// Longest text [`JobLogger::search_runs`] searches for, in characters.
+pub const MAX_SEARCH_CHARS: usize = 200;
+
+/// Why a search text was refused, with nothing searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SearchTermError {
+    /// Shorter than `min` characters.
+    TooShort {
+        /// [`MIN_SEARCH_CHARS`].
+        min: usize,
+    },
+    /// Longer than `max` characters.
+    TooLong {
+        /// [`MAX_SEARCH_CHARS`].
+        max: usize,
+    },
+}
+
+impl fmt::Display for SearchTermError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooShort { min } => write!(f, "search for at least {min} characters"),
+            Self::TooLong { max } => write!(f, "search for at most {max} characters"),
         }
-        q.push(" ORDER BY id DESC LIMIT 1");
-        q.one(db).await?.as_ref().map(RunRecord::from_row).transpose()
+    }
+}
+
+impl std::error::Error for SearchTermError {}
+
+/// Whether `text` (trimmed) is a search term [`JobLogger::search_runs`] accepts.
+pub fn check_search_text(text: &str) -> Result<(), SearchTermError> {
+    match text.trim().chars().count() {
+        n if n < MIN_SEARCH_CHARS => Err(SearchTermError::TooShort {
+            min: MIN_SEARCH_CHARS,
+        }),
+        n if n > MAX_SEARCH_CHARS => Err(SearchTermError::TooLong {
+            max: MAX_SEARCH_CHARS,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// How much work one text search may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchBudget {
+    /// Most runs whose details one search reads: the newest past the cursor among those
+    /// that pass the status and job filters (clamped to at least 1). This bounds the work
+    /// on every backend whatever the term.
+    pub runs: u64,
+    /// Longest the search statement may run before the database stops it
+    /// (`statement_timeout` on PostgreSQL, `max_statement_time` on MariaDB,
+    /// `MAX_EXECUTION_TIME` on MySQL, a progress handler on SQLite): the bound for runs
+    /// with very many details.
+    pub time: Duration,
+    /// Whether the search may use the database's search index (SQLite FTS5, PostgreSQL
+    /// `pg_trgm`): a term matching at most [`MAX_COUNTED_LINES`] lines is then found, counted
+    /// and paged exactly whatever the table's size. `false` scans as above (what MySQL /
+    /// MariaDB always do); benchmarks compare the two.
+    pub index: bool,
+}
+
+impl Default for SearchBudget {
+    /// 20,000 runs (about 100 ms on SQLite at ten details a run), 2 seconds, and the index.
+    fn default() -> Self {
+        Self {
+            runs: 20_000,
+            time: Duration::from_secs(2),
+            index: true,
+        }
+    }
+}
+
+/// How a text search ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SearchEnd {
+    /// Every run in the page's direction was searched, or the page filled up.
+    Complete,
+    /// The budget's runs were searched without filling the page: the page shows what they
+    /// held, and its `older` cursor (`newer` when paging back) continues past them.
+    WindowEnd {
+        /// How many runs were searched.
+        runs: u64,
+    },
+    /// The database stopped the search after the budget's time: nothing from the runs it
+    /// was searching is shown, and the page's `older` cursor (`newer` when paging back)
+    /// skips past them.
+    TimedOut {
+        /// The time budget.
+        after: Duration,
+    },
+    /// The term was refused: nothing was searched.
+    Refused(SearchTermError),
+}
+
+/// One page of a text search, and how the search ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchPage {
+    /// The matching runs found, newest first, with cursors to continue.
+    pub page: RunPage,
+    /// Whether the search covered everything it could, or which bound stopped it.
+    pub end: SearchEnd,
+    /// How many runs match the whole filter, when the search index counted them: at most
+    /// [`MAX_COUNTED_LINES`] lines and names matched. `None` when more matched (the page
+    /// then comes from the bounded scan, which finds the newest of many matches at once),
+    /// or when the database has no search index (MySQL / MariaDB, or one still building).
+    pub matches: Option<u64>,
+}
+
+/// Most matching lines (details and run names) the search index collects to count the
+/// matching runs and page through them exactly; a term that matches more is common, and
+/// its newest matches are found by reading the newest runs' details instead.
+pub const MAX_COUNTED_LINES: u64 = 5_000;
+
+/// How MySQL-protocol servers take a time limit: 0 not known yet, 1 MariaDB's
+/// `SET STATEMENT max_statement_time`, 2 MySQL's `MAX_EXECUTION_TIME` hint. Learnt from the
+/// first search (a syntax error switches), kept for the process.
+static MYSQL_TIME_LIMIT: AtomicU8 = AtomicU8::new(0);
+
+/// How the search statement carries its time limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimeLimit {
+    /// Set outside the statement (PostgreSQL, SQLite).
+    Outside,
+    /// `SET STATEMENT max_statement_time = … FOR` (MariaDB).
+    MariaDb,
+    /// `SELECT /*+ MAX_EXECUTION_TIME(…) */` (MySQL).
+    MySql,
+}
+
+/// Columns of [`RUN_COLUMNS`]; the search statement adds the window's edge and size after them.
+fn run_column_count() -> usize {
+    RUN_COLUMNS.split(',').count()
+}
+
+impl JobLogger {
+    /// One page of runs matching `filter`, its text searched within `budget`: the text
+    /// variant of [`list_runs`](Self::list_runs), for pages anyone may call.
+    ///
+    /// Without text it is `list_runs`. With text it refuses a term outside
+    /// [`MIN_SEARCH_CHARS`]..=[`MAX_SEARCH_CHARS`] characters without a query; otherwise
+    /// it sends one statement, which reads the details of at most `budget.runs` runs past
+    /// the cursor and finds up to `limit` + 1 matches among them (so it knows whether
+    /// there are more, without a count), under the database's own timeout. Then one
+    /// statement reads the shown runs' last details. Keyset cursors as `list_runs`.
+    pub async fn search_runs(
+        &self,
+        filter: &RunFilter,
+        cursor: Cursor,
+        limit: u64,
+        budget: SearchBudget,
+    ) -> Result<SearchPage> {
+        let text = filter.text.as_deref().map_or("", str::trim);
+        if text.is_empty() {
+            return Ok(SearchPage {
+                page: self.list_runs(filter, cursor, limit).await?,
+                end: SearchEnd::Complete,
+                matches: None,
+            });
+        }
+        if let Err(e) = check_search_text(text) {
+            return Ok(SearchPage {
+                page: RunPage {
+                    runs: Vec::new(),
+                    newer: None,
+                    older: None,
+                },
+                end: SearchEnd::Refused(e),
+                matches: None,
+            });
+        }
+        let limit = limit.clamp(1, MAX_PAGE_SIZE);
+        if budget.index {
+            if let Some(found) = self.indexed_matches(text, budget.time).await? {
+                return self.page_of_matches(filter, cursor, limit, &found).await;
+            }
+        }
+        let window = budget.runs.max(1);
+        let ascending = matches!(cursor, Cursor::After(_));
+        let Some(rows) = self
+            .search_statement(filter, cursor, limit, window, budget.time)
+            .await?
+        else {
+            // Stopped by the database: step past the window so the user can go on.
+            let (edge, n) = self.search_window(filter, cursor, window).await?;
+            let past = (n >= window).then_some(edge).flatten();
+            let (newer, older) = if ascending {
+                (past.map(Cursor::After), cursor_after_as_older(cursor))
+            } else {
+                (cursor_before_as_newer(cursor), past.map(Cursor::Before))
+            };
+            return Ok(SearchPage {
+                page: RunPage {
+                    runs: Vec::new(),
+                    newer,
+                    older,
+                },
+                end: SearchEnd::TimedOut { after: budget.time },
+                matches: None,
+            });
+        };
+        let extra = run_column_count();
+        let (mut edge, mut n) = (None, 0u64);
+        let mut runs = Vec::new();
+        for row in &rows {
+            edge = row.try_get_by_index::<Option<i64>>(extra)?;
+            n = row
+                .try_get_by_index::<Option<i64>>(extra + 1)?
+                .unwrap_or(0)
+                .max(0) as u64;
+            if row.try_get_by_index::<Option<i64>>(0)?.is_some() {
+                runs.push(RunRecord::from_row(row)?);
+            }
+        }
+        // A join promises no order.
+        if ascending {
+            runs.sort_unstable_by_key(|r| r.id);
+        } else {
+            runs.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
+        }
+        let more = runs.len() as u64 > limit;
+        runs.truncate(limit as usize);
+        let window_full = n >= window;
+        // Past the page: the next match when the page filled, else past the window.
+        let onward = if more {
+            runs.last().map(|r| r.id)
+        } else if window_full {
+            edge
+        } else {
+            None
+        };
+        let (newer, older) = if ascending {
+            runs.reverse();
+            let older = match cursor {
+                Cursor::After(after) => Some(
+                    runs.last()
+                        .map_or(Cursor::Before(after.saturating_add(1)), |r| Cursor::Before(r.id)),
+                ),
+                _ => None,
+            };
+            (onward.map(Cursor::After), older)
+        } else {
+            // A deeper page came from newer runs: going back is always offered.
+            let newer = match cursor {
+                Cursor::Before(before) => Some(Cursor::After(
+                    runs.first().map_or(before.saturating_sub(1), |r| r.id),
+                )),
+                _ => None,
+            };
+            (newer, onward.map(Cursor::Before))
+        };
+        let end = if !more && window_full {
+            SearchEnd::WindowEnd { runs: window }
+        } else {
+            SearchEnd::Complete
+        };
+        let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
+        let mut last = self.last_details(&ids).await?;
+        let runs = runs
+            .into_iter()
+            .map(|run| RunListItem {
+                last_detail: last.remove(&run.id),
+                run,
+            })
+            .collect();
+        Ok(SearchPage {
+            page: RunPage { runs, newer, older },
+            end,
+            matches: None,
+        })
+    }
+
+    /// Through the search index: the ids of the runs whose name or any detail contains
+    /// `text` (the same case rule as the scan), when at most [`MAX_COUNTED_LINES`] lines
+    /// match. `None` when more match, when the database has no usable index, or when the
+    /// lookup ran past `time` (PostgreSQL) — the caller then scans.
+    async fn indexed_matches(&self, text: &str, time: Duration) -> Result<Option<Vec<i64>>> {
+        let db = self.db();
+        let backend = db.get_database_backend();
+        // pg_trgm finds trigrams only in words: a term with no letter or digit would read
+        // the whole index.
+        if backend == DbBackend::Postgres && !text.chars().any(char::is_alphanumeric) {
+            return Ok(None);
+        }
+        if !self.search_index_usable().await? {
+            return Ok(None);
+        }
+        let pattern = like_contains(text);
+        let cap = MAX_COUNTED_LINES + 1;
+        let rows = match backend {
+            DbBackend::Sqlite => {
+                // The index finds candidates (trigrams, folding case beyond ASCII); LIKE
+                // keeps exactly what the scan would; the tail past the mark is read as is.
+                let phrase = format!("\"{}\"", text.replace('"', "\"\""));
+                let mut q = Sql::new(backend, "SELECT id FROM (");
+                for (i, (table, column, fts)) in crate::search_index::SQLITE_SOURCES.into_iter().enumerate() {
+                    let id = if table == "job_logs" { "id" } else { "job_log_id" };
+                    if i > 0 {
+                        q.push(" UNION ALL ");
+                    }
+                    q.push(&format!(
+                        "SELECT t.{id} AS id FROM {fts} f CROSS JOIN {table} t ON t.id = f.rowid \
+                         WHERE f.{column} MATCH "
+                    ))
+                    .bind(phrase.clone())
+                    .push(&format!(" AND t.{column} LIKE "))
+                    .bind(pattern.clone())
+                    .push(" ESCAPE '!'");
+                    q.push(&format!(
+                        " UNION ALL SELECT {id} AS id FROM {table} WHERE id > \
+                         (SELECT indexed_upto FROM joblog_search_index WHERE source = '{table}') \
+                         AND {column} LIKE "
+                    ))
+                    .bind(pattern.clone())
+                    .push(" ESCAPE '!'");
+                }
+                q.push(&format!(") LIMIT {cap}"));
+                q.all(db).await?
+            }
+            DbBackend::Postgres => {
+                let mut q = Sql::new(
+                    backend,
+                    "SELECT id FROM (SELECT job_log_id AS id FROM job_log_details WHERE message ILIKE ",
+                );
+                q.bind(pattern.clone())
+                    .push(" ESCAPE '!' UNION ALL SELECT id FROM job_logs WHERE name ILIKE ")
+                    .bind(pattern)
+                    .push(&format!(" ESCAPE '!') m LIMIT {cap}"));
+                let millis = time.as_millis().clamp(1, u128::from(u32::MAX));
+                let txn = db.begin().await?;
+                txn.execute_unprepared(&format!("SET LOCAL statement_timeout = {millis}"))
+                    .await?;
+                match q.all(&txn).await {
+                    Ok(rows) => {
+                        txn.commit().await?;
+                        rows
+                    }
+                    Err(crate::Error::Db(e)) if is_timeout(&e) => {
+                        txn.rollback().await?;
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => return Ok(None),
+        };
+        if rows.len() as u64 >= cap {
+            return Ok(None);
+        }
+        let mut ids = rows
+            .iter()
+            .map(|row| row.try_get_by_index::<i64>(0))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(Some(ids))
+    }
+
+    /// The page at `cursor` among the runs `found` (sorted ids) that pass the status and
+    /// job filters, with exact cursors and count: every match is known.
+    async fn page_of_matches(
+        &self,
+        filter: &RunFilter,
+        cursor: Cursor,
+        limit: u64,
+        found: &[i64],
+    ) -> Result<SearchPage> {
+        let db = self.db();
+        let backend = db.get_database_backend();
+        // The matches that pass the other filters, ascending.
+        let mut matching = Vec::with_capacity(found.len());
+        if filter.status.is_none() && filter.job.is_none() {
+            matching.extend_from_slice(found);
+        } else {
+            let rest = RunFilter {
+                text: None,
+                ..filter.clone()
+            };
+            for chunk in found.chunks(1000) {
+                let mut q = Sql::new(backend, "SELECT id FROM job_logs");
+                rest.push_where(&mut q, backend);
+                q.push(" AND id IN ").bind_list(chunk);
+                for row in q.all(db).await? {
+                    matching.push(row.try_get_by_index::<i64>(0)?);
+                }
+            }
+            matching.sort_unstable();
+        }
+        let limit = limit as usize;
+        let page_ids: Vec<i64> = match cursor {
+            Cursor::First => matching.iter().rev().take(limit).copied().collect(),
+            Cursor::Before(before) => matching
+                .iter()
+                .rev()
+                .filter(|&&id| id < before)
+                .take(limit)
+                .copied()
+                .collect(),
+            Cursor::After(after) => {
+                let mut ids: Vec<i64> = matching
+                    .iter()
+                    .filter(|&&id| id > after)
+                    .take(limit)
+                    .copied()
+                    .collect();
+                ids.reverse();
+                ids
+            }
+        };
+        // page_ids is newest first. Cursors only where more matches lie.
+        let (newest, oldest) = match (page_ids.first(), page_ids.last()) {
+            (Some(&newest), Some(&oldest)) => (newest, oldest),
+            _ => match cursor {
+                Cursor::Before(before) => (before.saturating_sub(1), before),
+                Cursor::After(after) => (after, after.saturating_add(1)),
+                Cursor::First => (i64::MAX, i64::MAX),
+            },
+        };
+        let newer = matching
+            .last()
+            .filter(|&&id| id > newest)
+            .map(|_| Cursor::After(newest));
+        let older = matching
+            .first()
+            .filter(|&&id| id < oldest)
+            .map(|_| Cursor::Before(oldest));
+        let mut runs = Vec::with_capacity(page_ids.len());
+        if !page_ids.is_empty() {
+            let mut q = Sql::new(
+                backend,
+                &format!("SELECT {RUN_COLUMNS} FROM job_logs WHERE id IN "),
+            );
+            q.bind_list(&page_ids);
+            for row in q.all(db).await? {
+                runs.push(RunRecord::from_row(&row)?);
+            }
+            runs.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
+        }
+        let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
+        let mut last = self.last_details(&ids).await?;
+        let runs = runs
+            .into_iter()
+            .map(|run| RunListItem {
+                last_detail: last.remove(&run.id),
+                run,
+            })
+            .collect();
+        Ok(SearchPage {
+            page: RunPage { runs, newer, older },
+            end: SearchEnd::Complete,
+            matches: Some(matching.len() as u64),
+        })
+    }
+
+    /// The search statement's rows (the matches, then the window's edge and size on every
+    /// row), or `None` when the database stopped it at `time`.
+    async fn search_statement(
+        &self,
+        filter: &RunFilter,
+        cursor: Cursor,
+        limit: u64,
+        window: u64,
+        time: Duration,
+    ) -> Result<Option<Vec<QueryResult>>> {
+        let db = self.db();
+        let backend = db.get_database_backend();
+        let millis = time.as_millis().clamp(1, u128::from(u32::MAX));
+        match backend {
+            DbBackend::Postgres => {
+                let q = search_sql(filter, cursor, limit, window, backend, TimeLimit::Outside, millis);
+                let txn = db.begin().await?;
+                txn.execute_unprepared(&format!("SET LOCAL statement_timeout = {millis}"))
+                    .await?;
+                match q.all(&txn).await {
+                    Ok(rows) => {
+                        txn.commit().await?;
+                        Ok(Some(rows))
+                    }
+                    Err(crate::Error::Db(e)) if is_timeout(&e) => {
+                        txn.rollback().await?;
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            DbBackend::MySql => {
+                let mut flavor = match MYSQL_TIME_LIMIT.load(Ordering::Relaxed) {
+                    2 => TimeLimit::MySql,
+                    _ => TimeLimit::MariaDb,
+                };
+                for attempt in 0..2 {
+                    let q = search_sql(filter, cursor, limit, window, backend, flavor, millis);
+                    match q.all(db).await {
+                        Ok(rows) => {
+                            let code = if flavor == TimeLimit::MySql { 2 } else { 1 };
+                            MYSQL_TIME_LIMIT.store(code, Ordering::Relaxed);
+                            return Ok(Some(rows));
+                        }
+                        Err(crate::Error::Db(e)) if is_timeout(&e) => return Ok(None),
+                        // The other server's syntax: try the other form once.
+                        Err(crate::Error::Db(e)) if attempt == 0 && is_syntax_error(&e) => {
+                            flavor = if flavor == TimeLimit::MySql {
+                                TimeLimit::MariaDb
+                            } else {
+                                TimeLimit::MySql
+                            };
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(None)
+            }
+            _ => {
+                let q = search_sql(filter, cursor, limit, window, backend, TimeLimit::Outside, millis);
+                #[cfg(feature = "sqlite")]
+                {
+                    sqlite_budget::all_within(db, q.build(), time).await
+                }
+                #[cfg(not(feature = "sqlite"))]
+                {
+                    Ok(Some(q.all(db).await?))
+                }
+            }
+        }
+    }
+
+    /// The edge (oldest id; newest when paging back) and size of the window of runs a
+    /// search at `cursor` covers: an index range of at most `window` entries.
+    async fn search_window(
+        &self,
+        filter: &RunFilter,
+        cursor: Cursor,
+        window: u64,
+    ) -> Result<(Option<i64>, u64)> {
+        let db = self.db();
+        let backend = db.get_database_backend();
+        let mut q = Sql::new(backend, "SELECT edge, n FROM (");
+        push_window(&mut q, filter, cursor, window, backend);
+        q.push(") w");
+        match q.one(db).await? {
+            Some(row) => Ok((
+                row.try_get_by_index::<Option<i64>>(0)?,
+                row.try_get_by_index::<Option<i64>>(1)?.unwrap_or(0).max(0) as u64,
+            )),
+            None => Ok((None, 0)),
+        }
+    }
+}
+
+/// On a page reached by `After(after)`, the cursor back to older runs.
+fn cursor_after_as_older(cursor: Cursor) -> Option<Cursor> {
+    match cursor {
+        Cursor::After(after) => Some(Cursor::Before(after.saturating_add(1))),
+        _ => None,
+    }
+}
+
+/// On a page reached by `Before(before)`, the cursor back to newer runs.
+fn cursor_before_as_newer(cursor: Cursor) -> Option<Cursor> {
+    match cursor {
+        Cursor::Before(before) => Some(Cursor::After(before.saturating_sub(1))),
+        _ => None,
+    }
+}
+
+/// `AND id < …` / `AND id > …` for `cursor`.
+fn push_cursor(q: &mut Sql, cursor: Cursor) {
+    match cursor {
+        Cursor::First => {}
+        Cursor::Before(before) => {
+            q.push(" AND id < ").bind(before);
+        }
+        Cursor::After(after) => {
+            q.push(" AND id > ").bind(after);
+        }
+    }
+}
+
+/// `SELECT edge, n FROM …`: the window of at most `window` runs past `cursor` that pass the
+/// status and job filters (text aside), read from an index alone.
+fn push_window(q: &mut Sql, filter: &RunFilter, cursor: Cursor, window: u64, backend: DbBackend) {
+    let candidates = RunFilter {
+        text: None,
+        ..filter.clone()
+    };
+    let (edge, order) = match cursor {
+        Cursor::After(_) => ("MAX", "ASC"),
+        _ => ("MIN", "DESC"),
+    };
+    q.push(&format!(
+        "SELECT {edge}(id) AS edge, COUNT(*) AS n FROM (SELECT id FROM job_logs"
+    ));
+    candidates.push_index_hint(q, backend);
+    candidates.push_where(q, backend);
+    push_cursor(q, cursor);
+    q.push(&format!(" ORDER BY id {order} LIMIT {window}) c"));
+}
+
+/// The one search statement: the window as a CTE, and up to `limit` + 1 matches inside it
+/// (newest first; oldest first when paging back), each row carrying the window's edge and
+/// size; a single row of NULL run columns when nothing matched.
+fn search_sql(
+    filter: &RunFilter,
+    cursor: Cursor,
+    limit: u64,
+    window: u64,
+    backend: DbBackend,
+    time_limit: TimeLimit,
+    millis: u128,
+) -> Sql {
+    let mut q = Sql::new(backend, "");
+    if time_limit == TimeLimit::MariaDb {
+        q.push(&format!(
+            "SET STATEMENT max_statement_time = {}.{:03} FOR ",
+            millis / 1000,
+            millis % 1000
+        ));
+    }
+    q.push("WITH w AS (");
+    push_window(&mut q, filter, cursor, window, backend);
+    q.push(") SELECT ");
+    if time_limit == TimeLimit::MySql {
+        q.push(&format!("/*+ MAX_EXECUTION_TIME({millis}) */ "));
+    }
+    let (bound, order) = match cursor {
+        Cursor::After(_) => ("<=", "ASC"),
+        _ => (">=", "DESC"),
+    };
+    q.push(&format!(
+        "m.*, w.edge, w.n FROM w LEFT JOIN (SELECT {RUN_COLUMNS} FROM job_logs"
+    ));
+    filter.push_index_hint(&mut q, backend);
+    filter.push_where_within(&mut q, backend, Some(cursor));
+    push_cursor(&mut q, cursor);
+    q.push(&format!(
+        " AND id {bound} (SELECT edge FROM w) ORDER BY id {order} LIMIT {}) m ON 1 = 1",
+        limit + 1
+    ));
+    q
+}
+
+/// The database error behind `err`, if any.
+fn database_error(err: &DbErr) -> Option<&(dyn sea_orm::sqlx::error::DatabaseError + 'static)> {
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = err else {
+        return None;
+    };
+    match e.as_ref() {
+        sea_orm::sqlx::Error::Database(db) => Some(db.as_ref()),
+        _ => None,
+    }
+}
+
+/// Whether the database stopped a statement at its time limit.
+fn is_timeout(err: &DbErr) -> bool {
+    let Some(db) = database_error(err) else {
+        return false;
+    };
+    #[cfg(feature = "mysql")]
+    if let Some(my) = db.try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>() {
+        // MariaDB's max_statement_time, MySQL's MAX_EXECUTION_TIME.
+        return matches!(my.number(), 1969 | 3024);
+    }
+    // PostgreSQL: query_canceled (what statement_timeout raises).
+    db.code().as_deref() == Some("57014")
+}
+
+/// Whether a MySQL-protocol server did not understand the statement's time limit.
+fn is_syntax_error(err: &DbErr) -> bool {
+    #[cfg(feature = "mysql")]
+    if let Some(my) =
+        database_error(err).and_then(|db| db.try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>())
+    {
+        return my.number() == 1064;
+    }
+    let _ = err;
+    false
+}
+
+/// SQLite's time limit: sea-orm runs statements on a pooled connection it does not lend
+/// out, so the search statement runs through sqlx on a connection of the same pool, with
+/// a progress handler that interrupts it at the deadline.
+#[cfg(feature = "sqlite")]
+mod sqlite_budget {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use sea_orm::sqlx::pool::PoolConnection;
+    use sea_orm::sqlx::{self, Sqlite};
+    use sea_orm::{DatabaseConnection, DbErr, QueryResult, RuntimeErr, Statement, Value};
+
+    use crate::Result;
+
+    /// VM instructions between two looks at the clock (about a microsecond of work).
+    const PROGRESS_OPS: i32 = 1000;
+
+    /// A pooled connection with a progress handler installed. Dropped before the handler
+    /// was removed (the request was abandoned mid-search), it removes the handler in a
+    /// task once the connection is idle: meanwhile the handler still stops the abandoned
+    /// statement at its deadline, and no other statement runs on the connection.
+    struct Budgeted {
+        conn: Option<PoolConnection<Sqlite>>,
+    }
+
+    impl Drop for Budgeted {
+        fn drop(&mut self) {
+            let Some(mut conn) = self.conn.take() else {
+                return;
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(async move {
+                        let removed = match conn.lock_handle().await {
+                            Ok(mut handle) => {
+                                handle.remove_progress_handler();
+                                true
+                            }
+                            Err(_) => false,
+                        };
+                        if !removed {
+                            conn.close_on_drop();
+                        }
+                    });
+                }
+                Err(_) => conn.close_on_drop(),
+            }
+        }
+    }
+
+    fn db_err(e: sqlx::Error) -> crate::Error {
+        DbErr::Query(RuntimeErr::SqlxError(Arc::new(e))).into()
+    }
+
+    /// `stmt`'s rows, or `None` when it ran out of `time` (SQLITE_INTERRUPT).
+    pub(super) async fn all_within(
+        db: &DatabaseConnection,
+        stmt: Statement,
+        time: Duration,
+    ) -> Result<Option<Vec<QueryResult>>> {
+        let conn = db.get_sqlite_connection_pool().acquire().await.map_err(db_err)?;
+        let mut guard = Budgeted { conn: Some(conn) };
+        let Some(conn) = guard.conn.as_mut() else {
+            return Ok(None);
+        };
+        let deadline = Instant::now() + time;
+        conn.lock_handle()
+            .await
+            .map_err(db_err)?
+            .set_progress_handler(PROGRESS_OPS, move || Instant::now() < deadline);
+        // Built from joblog's own SQL text with every value bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(stmt.sql));
+        for value in stmt.values.map(|v| v.0).unwrap_or_default() {
+            query = match value {
+                Value::BigInt(v) => query.bind(v),
+                Value::Int(v) => query.bind(v),
+                Value::SmallInt(v) => query.bind(v),
+                Value::String(v) => query.bind(v),
+                other => {
+                    return Err(DbErr::Custom(format!("search: unexpected bound value {other:?}")).into());
+                }
+            };
+        }
+        let result = query.fetch_all(&mut **conn).await;
+        conn.lock_handle()
+            .await
+            .map_err(db_err)?
+            .remove_progress_handler();
+        // The handler is gone: the connection goes back to the pool as it came.
+        drop(guard.conn.take());
+        match result {
+            Ok(rows) => Ok(Some(rows.into_iter().map(QueryResult::from).collect())),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("9") => Ok(None),
+            Err(e) => Err(db_err(e)),
+        }
     }
 }
 

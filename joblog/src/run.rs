@@ -36,6 +36,7 @@ impl RunShared {
 
     pub(crate) fn send_detail(&self, level: Level, message: String) {
         let Some(logger) = &self.logger else { return };
+        emit_detail_event(&self.job, &self.name, level, &message);
         let row = DetailRow {
             run_id: self.id,
             level,
@@ -45,6 +46,20 @@ impl RunShared {
         if !logger.try_queue(row) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// The `tracing` target of the event every detail is also emitted as (see [`JobRun`]).
+pub const DETAIL_TARGET: &str = "joblog::detail";
+
+/// Emits a detail as a `tracing` event, so that a host's subscriber shows the work as it
+/// is written (`sync-app sync` prints these lines). [`JobLogLayer`](crate::JobLogLayer)
+/// skips this target, so a detail is never recorded twice.
+fn emit_detail_event(job: &str, run: &str, level: Level, message: &str) {
+    match level {
+        Level::Info => tracing::info!(target: "joblog::detail", job, run, "{message}"),
+        Level::Warn => tracing::warn!(target: "joblog::detail", job, run, "{message}"),
+        Level::Error => tracing::error!(target: "joblog::detail", job, run, "{message}"),
     }
 }
 
@@ -65,6 +80,10 @@ pub(crate) enum DropReason {
 /// Bound to `_` (`let _ = logger.start(..)`) the guard is dropped at once, so the run
 /// ends as an error straight away and later details cannot be written through it: bind
 /// it to a name (`let run = …` or `let _run = …`).
+///
+/// Every detail is also emitted as a `tracing` event with target [`DETAIL_TARGET`]
+/// (`joblog::detail`) at the detail's level, with the fields `job` and `run` (the run's
+/// name), so a host's subscriber can show the work as it happens.
 ///
 /// # Examples
 ///
@@ -94,7 +113,7 @@ pub(crate) enum DropReason {
 #[must_use = "a JobRun dropped at once ends the run as an error; bind it to a name and finish it with success() or error()"]
 #[derive(Debug)]
 pub struct JobRun {
-    shared: Arc<RunShared>,
+    handle: RunHandle,
     status: RunStatus,
     finished: bool,
     drop_reason: DropReason,
@@ -103,7 +122,7 @@ pub struct JobRun {
 impl JobRun {
     pub(crate) fn new(shared: Arc<RunShared>) -> Self {
         Self {
-            shared,
+            handle: RunHandle { shared },
             status: RunStatus::New,
             finished: false,
             drop_reason: DropReason::Dropped,
@@ -114,38 +133,27 @@ impl JobRun {
         self.drop_reason = reason;
     }
 
-    /// The run's `job_logs.id`.
-    pub fn id(&self) -> i64 {
-        self.shared.id
-    }
-
-    /// The run's unique timestamp name.
-    pub fn name(&self) -> &str {
-        &self.shared.name
-    }
-
-    /// The job's name.
-    pub fn job(&self) -> &str {
-        &self.shared.job
+    fn shared(&self) -> &RunShared {
+        &self.handle.shared
     }
 
     /// The status as far as this guard knows.
+    #[must_use]
     pub fn status(&self) -> RunStatus {
         self.status
     }
 
     /// A cheap, cloneable handle for writing details from other tasks.
+    #[must_use]
     pub fn handle(&self) -> RunHandle {
-        RunHandle {
-            shared: self.shared.clone(),
-        }
+        self.handle.clone()
     }
 
     /// new → processing; sets `started_at`. An error if the run is not new (or if the
     /// reaper already ended it).
     pub async fn processing(&mut self) -> Result<()> {
         let invalid = |from| Error::InvalidTransition {
-            run_id: self.shared.id,
+            run_id: self.shared().id,
             from,
             to: RunStatus::Processing,
         };
@@ -154,7 +162,7 @@ impl JobRun {
         }
         let logger = self.logger();
         let db = &logger.shared.db;
-        let run_id = self.shared.id;
+        let run_id = self.shared().id;
         let update = async {
             let backend = sea_orm::ConnectionTrait::get_database_backend(db);
             let at = now();
@@ -184,21 +192,6 @@ impl JobRun {
         Ok(())
     }
 
-    /// Queues an info detail. Never blocks and never fails; see the writer's overflow policy.
-    pub fn detail(&self, message: impl Into<String>) {
-        self.shared.send_detail(Level::Info, message.into());
-    }
-
-    /// Queues a warn detail.
-    pub fn warn(&self, message: impl Into<String>) {
-        self.shared.send_detail(Level::Warn, message.into());
-    }
-
-    /// Queues a detail at `level`.
-    pub fn log(&self, level: Level, message: impl Into<String>) {
-        self.shared.send_detail(level, message.into());
-    }
-
     /// Ends the run as success. Returns once every earlier detail and the status are
     /// durable.
     pub async fn success(self) -> Result<()> {
@@ -216,7 +209,7 @@ impl JobRun {
     async fn finish(mut self, status: RunStatus, error: Option<String>) -> Result<()> {
         if self.status.is_finished() {
             return Err(Error::InvalidTransition {
-                run_id: self.shared.id,
+                run_id: self.shared().id,
                 from: self.status,
                 to: status,
             });
@@ -233,20 +226,36 @@ impl JobRun {
     }
 
     fn finish_row(&self, status: RunStatus, error: Option<String>) -> FinishRow {
+        if let Some(message) = &error {
+            // The writer stores the error as the run's last detail; show it like the others.
+            emit_detail_event(&self.shared().job, &self.shared().name, Level::Error, message);
+        }
         FinishRow {
-            run_id: self.shared.id,
+            run_id: self.shared().id,
             status,
             error,
-            dropped: self.shared.dropped.swap(0, Ordering::Relaxed),
+            dropped: self.shared().dropped.swap(0, Ordering::Relaxed),
             at: now(),
         }
     }
 
     fn logger(&self) -> &Arc<LoggerInner> {
-        self.shared
+        self.shared()
             .logger
             .as_ref()
             .expect("a JobRun always belongs to a logger; only handles can be detached")
+    }
+}
+
+/// The guard is a [`RunHandle`] with a lifecycle: `run.id()`, `run.name()`, `run.job()`,
+/// `run.detail(..)`, `run.warn(..)` and `run.log(..)` are the handle's. The guard itself is
+/// not `Clone`, so `run.clone()` is the handle's clone — a [`RunHandle`], the same as
+/// [`JobRun::handle`].
+impl std::ops::Deref for JobRun {
+    type Target = RunHandle;
+
+    fn deref(&self) -> &RunHandle {
+        &self.handle
     }
 }
 
@@ -271,7 +280,7 @@ impl Drop for JobRun {
         let row = self.finish_row(RunStatus::Error, Some(reason.to_owned()));
         if self.logger().tx.send(Command::Finish(row, None)).is_err() {
             tracing::error!(
-                run_id = self.shared.id,
+                run_id = self.shared().id,
                 "joblog: writer stopped; an unfinished run could not be marked error (the reaper will)"
             );
         }
@@ -299,21 +308,25 @@ impl RunHandle {
     }
 
     /// The run's `job_logs.id` (0 for a run that could not be recorded).
+    #[must_use]
     pub fn id(&self) -> i64 {
         self.shared.id
     }
 
     /// The run's unique timestamp name.
+    #[must_use]
     pub fn name(&self) -> &str {
         &self.shared.name
     }
 
     /// The job's name.
+    #[must_use]
     pub fn job(&self) -> &str {
         &self.shared.job
     }
 
-    /// Queues an info detail. Never blocks and never fails.
+    /// Queues an info detail. Never blocks and never fails; when the writer's queue is full
+    /// the detail is dropped and counted (the count is written when the run ends).
     pub fn detail(&self, message: impl Into<String>) {
         self.shared.send_detail(Level::Info, message.into());
     }

@@ -75,12 +75,7 @@ impl Sql {
 
 /// The most bind parameters one statement may carry on `backend`.
 pub(crate) fn bind_limit(backend: DbBackend) -> usize {
-    match backend {
-        // SQLITE_MAX_VARIABLE_NUMBER is 32766 since SQLite 3.32.
-        DbBackend::Sqlite => 32_766,
-        // Both wire protocols count parameters in a u16.
-        _ => 65_535,
-    }
+    joblog_migrations::schema::max_bind_parameters(backend)
 }
 
 /// The database's clock, as an SQL expression that yields a value comparable with the

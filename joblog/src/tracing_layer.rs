@@ -153,7 +153,7 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let level = *event.metadata().level();
-        if level > self.max_level {
+        if level > self.max_level || event.metadata().target() == crate::run::DETAIL_TARGET {
             return;
         }
         let Some(scope) = ctx.event_scope(event) else {

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::{TestDb, rows};
-use joblog::{JobLogger, JobOptions, RunHandle, RunStatus, Schedule, Scheduler, Tz};
+use joblog::scheduler::{JobOptions, Schedule, Scheduler, Tz};
+use joblog::{JobLogger, RunHandle, RunStatus};
 use sea_orm::DatabaseConnection;
 
 /// Counts executions going on at once and remembers the highest count.
@@ -97,8 +98,10 @@ fn assert_no_overlap(runs: &[Run]) {
     }
 }
 
-async fn record(logger: &JobLogger, job: &str) -> joblog::ScheduleRecord {
-    joblog::schedules(logger)
+async fn record(logger: &JobLogger, job: &str) -> joblog::scheduler::ScheduleRecord {
+    logger
+        .scheduled_jobs()
+        .schedules()
         .await
         .unwrap()
         .into_iter()
@@ -106,19 +109,19 @@ async fn record(logger: &JobLogger, job: &str) -> joblog::ScheduleRecord {
         .expect("the job's row")
 }
 
-fn scheduler_on(logger: &JobLogger, lease: Duration) -> joblog::SchedulerBuilder {
+fn scheduler_on(logger: &JobLogger, lease: Duration) -> joblog::scheduler::SchedulerBuilder {
     Scheduler::builder(logger.clone())
         .lease(lease)
         .poll_interval(Duration::from_millis(50))
 }
 
 fn overlap_job(
-    b: joblog::SchedulerBuilder,
+    b: joblog::scheduler::SchedulerBuilder,
     job: &str,
     every: Duration,
     work: Duration,
     seen: &Arc<Overlap>,
-) -> joblog::SchedulerBuilder {
+) -> joblog::scheduler::SchedulerBuilder {
     let seen = seen.clone();
     b.job_with(
         job,
@@ -247,8 +250,8 @@ async fn run_now_pause_resume_across_instances(db: TestDb) {
         .start()
         .await
         .unwrap();
-    assert!(joblog::request_run_now(&b, "Manual").await.unwrap());
-    assert!(!joblog::request_run_now(&b, "NoSuchJob").await.unwrap());
+    assert!(b.scheduled_jobs().run_now("Manual").await.unwrap());
+    assert!(!b.scheduled_jobs().run_now("NoSuchJob").await.unwrap());
     wait_until("the requested run", Duration::from_secs(20), || {
         let count = count.clone();
         async move { count.load(Ordering::SeqCst) >= 1 }
@@ -256,7 +259,7 @@ async fn run_now_pause_resume_across_instances(db: TestDb) {
     .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(count.load(Ordering::SeqCst), 1, "run now runs exactly once");
-    assert!(ha.run_now("Manual").await.unwrap());
+    assert!(a.scheduled_jobs().run_now("Manual").await.unwrap());
     wait_until("the second requested run", Duration::from_secs(20), || {
         let count = count.clone();
         async move { count.load(Ordering::SeqCst) >= 2 }
@@ -279,14 +282,17 @@ async fn run_now_pause_resume_across_instances(db: TestDb) {
         async move { count.load(Ordering::SeqCst) >= 1 }
     })
     .await;
-    assert!(joblog::pause_job(&a, "Pausable").await.unwrap());
-    assert!(hb.pause("Pausable").await.unwrap(), "pausing twice is fine");
+    assert!(a.scheduled_jobs().pause("Pausable").await.unwrap());
+    assert!(
+        b.scheduled_jobs().pause("Pausable").await.unwrap(),
+        "pausing twice is fine"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await; // a run going on finishes
     let paused_at = count.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(4500)).await; // four due times pass
     assert_eq!(count.load(Ordering::SeqCst), paused_at, "no run while paused");
     assert!(record(&a, "Pausable").await.paused);
-    assert!(ha.resume("Pausable").await.unwrap());
+    assert!(a.scheduled_jobs().resume("Pausable").await.unwrap());
     wait_until("the catch-up run", Duration::from_secs(20), || {
         let count = count.clone();
         async move { count.load(Ordering::SeqCst) > paused_at }
@@ -463,7 +469,7 @@ async fn missed_runs_and_overdue(db: TestDb) {
         "{details:?}"
     );
     // A fine job: nothing missed, not overdue.
-    let fine = joblog::schedules_with(&logger, 1_000_000).await.unwrap();
+    let fine = logger.scheduled_jobs().schedules_with(1_000_000).await.unwrap();
     assert!(fine.iter().all(|r| !r.overdue));
 }
 
@@ -477,7 +483,7 @@ async fn registration_keeps_paused_and_next_run(db: TestDb) {
         .await
         .unwrap();
     let first = record(&logger, "Kept").await;
-    assert!(h.pause("Kept").await.unwrap());
+    assert!(logger.scheduled_jobs().pause("Kept").await.unwrap());
     h.shutdown(Duration::from_secs(1)).await.unwrap();
     let h = scheduler_on(&logger, Duration::from_secs(3))
         .job("Kept", Schedule::every(Duration::from_secs(3600)), noop)

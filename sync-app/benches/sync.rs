@@ -65,9 +65,7 @@ struct Row {
     peak: f64,
 }
 
-fn thousands(n: u64) -> String {
-    sync_app::open_orders::importer::thousands(n)
-}
+use joblog::format::count as thousands;
 
 async fn source_limit(ado: &str, rows: u64) -> Result<Row> {
     peak_reset();

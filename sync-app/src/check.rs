@@ -434,9 +434,9 @@ impl fmt::Display for CheckReport {
         };
         writeln!(
             f,
-            "  connect      ok, {} in {} ms",
+            "  connect      ok, {} in {}",
             facts.addr,
-            facts.elapsed.as_millis()
+            joblog::format::duration(facts.elapsed)
         )?;
         match &facts.version {
             Ok(v) => writeln!(f, "  server       {v}")?,

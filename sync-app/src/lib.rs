@@ -3,9 +3,11 @@
 //!
 //! The binary (`src/main.rs`) is a thin command line over these modules:
 //!
-//! - [`cli`] and [`commands`]: the command line and what each command does.
+//! - [`cli`] and [`commands`]: the command line (clap) and what each command does.
 //! - [`check`]: `sync-app check`, the preflight against `MSSQL_URL` and `SOURCE_QUERY`.
-//! - [`configuration`]: settings from the environment and flags.
+//! - [`configuration`]: settings from the environment and flags, checked.
+//! - [`telemetry`]: the terminal — log lines, each run's details as they are written, and
+//!   `sync`'s progress bar.
 //! - [`database`]: the local database, joblog's and sync-app's migrations.
 //! - [`erp`]: the source — SQL Server through tiberius, rows mapped by column name.
 //! - [`open_orders`]: the local table — record, atomic importer, page queries.
@@ -23,4 +25,10 @@ pub mod erp;
 pub mod fake_erp;
 pub mod open_orders;
 pub mod sync_job;
+pub mod telemetry;
 pub mod web;
+
+/// The README's Rust snippets, compiled and checked as doctests (`cargo test --doc -p sync-app`).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -4,11 +4,12 @@
 use std::time::Instant;
 
 use anyhow::Context;
+use joblog::format::{count, duration, rate};
 use joblog::{DatabaseConnection, JobLogger, RunHandle};
 
 use crate::erp::ErpSource;
-use crate::open_orders::importer::thousands;
-use crate::open_orders::{ImportStats, OpenOrdersImporter};
+use crate::open_orders::importer::{NoProgress, Step};
+use crate::open_orders::{ImportStats, OpenOrdersImporter, Progress};
 
 /// The job's name in `job_logs.job`.
 pub const JOB_NAME: &str = "SyncOpenOrdersJob";
@@ -44,13 +45,34 @@ impl SyncOpenOrdersJob {
     /// Runs one sync as a joblog run of [`JOB_NAME`]: processing, the steps, then success,
     /// or error with the whole cause chain. Returns the statistics or that error.
     pub async fn run(&self, logger: &JobLogger) -> anyhow::Result<ImportStats> {
+        self.run_watched(logger, &NoProgress).await
+    }
+
+    /// [`run`](Self::run), with every line and step of the import also handed to `watcher`
+    /// (`sync-app sync` draws its progress bar from them).
+    pub async fn run_watched(
+        &self,
+        logger: &JobLogger,
+        watcher: &dyn Progress,
+    ) -> anyhow::Result<ImportStats> {
         logger
-            .run(JOB_NAME, |run| async move { self.execute(&run).await })
+            .run(JOB_NAME, |run| async move {
+                self.execute_watched(&run, watcher).await
+            })
             .await
     }
 
     /// The steps, logged on `run` (which the caller started and will finish).
     pub async fn execute(&self, run: &RunHandle) -> anyhow::Result<ImportStats> {
+        self.execute_watched(run, &NoProgress).await
+    }
+
+    /// [`execute`](Self::execute), with the import's lines and steps also handed to `watcher`.
+    pub async fn execute_watched(
+        &self,
+        run: &RunHandle,
+        watcher: &dyn Progress,
+    ) -> anyhow::Result<ImportStats> {
         let started = Instant::now();
         run.detail(format!("Connecting to SQL Server {}...", self.source.label()));
         let (conn, info) = self
@@ -59,30 +81,47 @@ impl SyncOpenOrdersJob {
             .await
             .with_context(|| format!("connecting to SQL Server {}", self.source.label()))?;
         run.detail(format!(
-            "Connected to SQL Server {} in {} ms",
+            "Connected to SQL Server {} in {}",
             info.addr,
-            info.elapsed.as_millis()
+            duration(info.elapsed)
         ));
         run.detail(format!("Fetching open orders: {}", one_line(&self.query, 160)));
         let rows = conn.spawn_open_orders(self.query.clone());
         let stats = self
             .importer
-            .replace(rows, run)
+            .replace(rows, &Watched { run, watcher })
             .await
             .context("syncing open orders")?;
-        let secs = started.elapsed().as_secs_f64();
+        let elapsed = started.elapsed();
         run.detail(format!(
-            "Sync completed: {} rows fetched, {} rows inserted, {:.1} s ({} rows/s)",
-            thousands(stats.fetched),
-            thousands(stats.inserted),
-            secs,
-            thousands(if secs > 0.0 {
-                (stats.inserted as f64 / secs) as u64
-            } else {
-                stats.inserted
-            })
+            "Sync completed: {} rows fetched, {} rows inserted, {} ({} rows/s)",
+            count(stats.fetched),
+            count(stats.inserted),
+            duration(elapsed),
+            rate(stats.inserted, elapsed)
         ));
         Ok(stats)
+    }
+}
+
+/// The run's progress (its details) and a watcher's, together.
+struct Watched<'a> {
+    run: &'a RunHandle,
+    watcher: &'a dyn Progress,
+}
+
+impl Progress for Watched<'_> {
+    fn info(&self, message: String) {
+        self.watcher.info(message.clone());
+        self.run.info(message);
+    }
+    fn warn(&self, message: String) {
+        self.watcher.warn(message.clone());
+        Progress::warn(self.run, message);
+    }
+    fn step(&self, step: Step) {
+        self.watcher.step(step);
+        self.run.step(step);
     }
 }
 

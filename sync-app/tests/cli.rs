@@ -1,34 +1,16 @@
-//! The `sync-app` binary: exit codes, configuration errors, `fake-erp` + `sync` as
-//! separate processes, and `serve` (auth, pages, graceful shutdown on SIGTERM).
+//! The `sync-app` binary: exit codes, configuration errors, help and version, odd
+//! environments, `fake-erp` + `sync` as separate processes (and what `sync` prints while it
+//! works), and `serve` (auth, pages, graceful shutdown on SIGTERM).
 
+mod binary;
 mod common;
 
+use binary::{cmd, get, run, text};
 use common::temp_dir;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Output, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_sync-app");
-
-/// The binary with a clean environment (no inherited DATABASE_URL, MSSQL_URL, …) in `dir`.
-fn cmd(dir: &std::path::Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    c.env("RUST_LOG", "warn");
-    c
-}
-
-fn run(c: &mut Command) -> Output {
-    c.stdin(Stdio::null()).output().expect("run sync-app")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// A `sync-app fake-erp` process and its MSSQL_URL (read from its first lines).
 fn fake_erp(dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
@@ -39,11 +21,19 @@ fn fake_erp(dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn fake-erp");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("fake-erp printed its MSSQL_URL").unwrap();
-        if let Some(url) = line.strip_prefix("MSSQL_URL='") {
-            return (child, url.trim_end_matches('\'').to_string());
+    let url = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.strip_prefix("MSSQL_URL='")
+                .map(|url| url.trim_end_matches('\'').to_string())
+        });
+    match url {
+        Some(url) => (child, url),
+        None => {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("fake-erp printed no MSSQL_URL");
         }
     }
 }
@@ -134,24 +124,6 @@ fn sync_exits_0_on_success_and_1_on_error_without_printing_secrets() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// One HTTP/1.1 GET with optional Basic credentials; returns (status, body).
-fn get(addr: &str, path: &str, auth: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = auth
-        .map(|a| format!("Authorization: Basic {a}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    let status = buf.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, buf)
-}
-
 #[cfg(unix)]
 #[test]
 fn serve_protects_the_pages_and_stops_gracefully_on_sigterm() {
@@ -168,7 +140,7 @@ fn serve_protects_the_pages_and_stops_gracefully_on_sigterm() {
         .arg("serve")
         .env("MSSQL_URL", format!("{url};Command Timeout=120"))
         .env("ADMIN_USER", "ops")
-        .env("ADMIN_PASSWORD", "pw")
+        .env("ADMIN_PASSWORD", "pw-long-enough")
         .env("BIND", &addr)
         .env("SHUTDOWN_GRACE", "1s")
         .stdout(Stdio::piped())
@@ -191,7 +163,7 @@ fn serve_protects_the_pages_and_stops_gracefully_on_sigterm() {
         401,
         "wrong password"
     ); // ops:wrong
-    let ok = "b3BzOnB3"; // ops:pw
+    let ok = &binary::basic("ops", "pw-long-enough");
     let started = Instant::now();
     let body = loop {
         let (status, body) = get(&addr, "/", Some(ok));
@@ -234,7 +206,11 @@ fn serve_protects_the_pages_and_stops_gracefully_on_sigterm() {
         let url = format!("sqlite://{}/sync-app.db", dir.display());
         let logger = joblog::JobLogger::connect(&url).await.unwrap();
         let page = logger
-            .list_runs(&joblog::RunFilter::default(), joblog::Cursor::First, 10)
+            .list_runs(
+                &joblog::query::RunFilter::default(),
+                joblog::query::Cursor::First,
+                10,
+            )
             .await
             .unwrap();
         assert_eq!(page.runs.len(), 1);
@@ -254,7 +230,11 @@ fn last_run(dir: &std::path::Path) -> (joblog::RunStatus, String) {
         let url = format!("sqlite://{}/sync-app.db", dir.display());
         let logger = joblog::JobLogger::connect(&url).await.unwrap();
         let page = logger
-            .list_runs(&joblog::RunFilter::default(), joblog::Cursor::First, 1)
+            .list_runs(
+                &joblog::query::RunFilter::default(),
+                joblog::query::Cursor::First,
+                1,
+            )
             .await
             .unwrap();
         let run = &page.runs[0].run;
@@ -306,5 +286,384 @@ fn sync_stops_on_sigterm_and_records_the_run_as_cancelled() {
     assert!(last.contains("cancelled"), "{last}");
     erp.kill().ok();
     erp.wait().ok();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn version_and_help_for_every_command() {
+    let dir = temp_dir("help");
+    let out = run(cmd(&dir).arg("--version"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("sync-app {}", env!("CARGO_PKG_VERSION"))
+    );
+    for command in ["demo", "serve", "check", "sync", "migrate", "prune", "fake-erp"] {
+        let by_help = run(cmd(&dir).args(["help", command]));
+        let by_flag = run(cmd(&dir).args([command, "--help"]));
+        assert_eq!(by_help.status.code(), Some(0), "help {command}");
+        assert_eq!(by_flag.status.code(), Some(0), "{command} --help");
+        let help = text(&by_flag.stdout);
+        assert_eq!(
+            text(&by_help.stdout),
+            help,
+            "`help {command}` is `{command} --help`"
+        );
+        assert!(help.contains(&format!("Usage: sync-app {command}")), "{help}");
+    }
+    let serve = text(&run(cmd(&dir).args(["serve", "--help"])).stdout);
+    for needle in [
+        "--bind <ADDR>",
+        "[env: BIND",
+        "[env: SYNC_INTERVAL",
+        "[env: ADMIN_USER",
+        "--admin-password-file <FILE>",
+        "[env: ADMIN_PASSWORD_FILE",
+        "[env: SHUTDOWN_GRACE",
+        "[env: SYNC_LEASE",
+        "[env: TIMEZONE",
+        "[env: DATABASE_URL",
+        "[env: MSSQL_URL",
+        "[env: SOURCE_QUERY",
+    ] {
+        assert!(serve.contains(needle), "{needle} missing:\n{serve}");
+    }
+    let out = run(cmd(&dir)
+        .args(["serve", "--help"])
+        .env("MSSQL_URL", "server=tcp:erp,1433;password=S3cret-Pa55")
+        .env("DATABASE_URL", "postgres://app:S3cret-Pa55@db/app")
+        .env("ADMIN_PASSWORD", "S3cret-Pa55"));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        !text(&out.stdout).contains("S3cret-Pa55"),
+        "help shows no secret: {}",
+        text(&out.stdout)
+    );
+
+    // Usage errors exit 2 and name what is wrong.
+    for (args, needle) in [
+        (&["sync", "--orders", "5"][..], "--orders"),
+        (&["migrate", "--bind", "127.0.0.1:1"][..], "--bind"),
+        (&["prune", "0"][..], "0"),
+        (&["prune", "soon"][..], "soon"),
+        (&["fake-erp", "--orders", "many"][..], "--orders"),
+        (&["serve", "--bind"][..], "--bind"),
+    ] {
+        let out = run(cmd(&dir).args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(needle),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn secrets_are_refused_on_the_command_line() {
+    let dir = temp_dir("secret-flags");
+    let out = run(cmd(&dir).args(["serve", "--admin-user", "ops", "--admin-password", "hunter2"]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("ADMIN_PASSWORD") && err.contains("--admin-password-file"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+
+    let out = run(cmd(&dir).args(["sync", "--mssql-access-token", "eyJ0eXAi.secret"]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("MSSQL_ACCESS_TOKEN") && err.contains("--mssql-access-token-file"),
+        "{err}"
+    );
+    assert!(!err.contains("eyJ0eXAi.secret"), "{err}");
+
+    let out = run(cmd(&dir).args([
+        "demo",
+        "--admin-user",
+        "ops",
+        "--admin-password-file",
+        "missing.txt",
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("ADMIN_PASSWORD_FILE") && err.contains("missing.txt"),
+        "{err}"
+    );
+    assert!(!dir.join("sync-app.db").exists(), "nothing started");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[cfg(unix)]
+#[test]
+fn odd_environments_never_panic() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    let dir = temp_dir("odd-env");
+    let latin1 = OsStr::from_bytes(b"caf\xe9");
+    // A variable that is not ours, not UTF-8 in its value nor in its name: ignored.
+    let out = run(cmd(&dir)
+        .arg("migrate")
+        .env("UNRELATED", latin1)
+        .env(OsStr::from_bytes(b"NAME_\xff"), "x"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(dir.join("sync-app.db").exists());
+
+    // One of ours that is not UTF-8: a configuration error naming it.
+    for (command, variable) in [
+        ("serve", "SYNC_INTERVAL"),
+        ("migrate", "DATABASE_URL"),
+        ("sync", "MSSQL_URL"),
+        ("demo", "ADMIN_PASSWORD"),
+        ("demo", "BIND"),
+        ("check", "SOURCE_QUERY"),
+    ] {
+        let out = run(cmd(&dir).arg(command).env(variable, latin1));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command} with {variable}: {err}");
+        assert!(
+            err.contains(variable) && err.contains("UTF-8"),
+            "{command}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // An argument that is not UTF-8: a usage error.
+    let out = run(cmd(&dir).arg(OsStr::from_bytes(b"s\xffnc")));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("panicked"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn sync_prints_the_details_as_plain_lines_when_not_on_a_terminal() {
+    let dir = temp_dir("sync-lines");
+    let (mut erp, url) = fake_erp(&dir, &[]);
+    // No RUST_LOG: the default, info.
+    let out = run(cmd(&dir)
+        .arg("sync")
+        .env("MSSQL_URL", &url)
+        .env_remove("RUST_LOG"));
+    erp.kill().ok();
+    erp.wait().ok();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "no escape codes when piped: {stderr:?}");
+    assert!(!stderr.contains('\r'), "no bar redrawn in place: {stderr:?}");
+    let details: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(" SyncOpenOrdersJob "))
+        .collect();
+    let expected = [
+        "Job started - SyncOpenOrdersJob",
+        "Connecting to SQL Server 127.0.0.1:",
+        "Connected to SQL Server 127.0.0.1:",
+        "Fetching open orders: SELECT order_no",
+        "Fetched 800 open orders in ",
+        "Replacing open_orders in one transaction (800 rows, 1 batch)",
+        "Batch 1/1 (800 rows)",
+        "Replaced open_orders: 800 rows (previous snapshot: 0 rows) in ",
+        "Sync completed: 800 rows fetched, 800 rows inserted, ",
+    ];
+    assert_eq!(details.len(), expected.len(), "{stderr}");
+    let run_name = details[0]
+        .split(" SyncOpenOrdersJob ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .unwrap()
+        .to_string();
+    for (line, want) in details.iter().zip(expected) {
+        assert!(
+            line.contains(&format!("  INFO SyncOpenOrdersJob {run_name}: {want}")),
+            "`{line}` should show `{want}` of run {run_name}"
+        );
+    }
+    assert!(
+        text(&out.stdout).contains("sync succeeded: 800 rows fetched, 800 inserted"),
+        "the summary stays on stdout: {}",
+        text(&out.stdout)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn an_access_token_comes_from_the_environment_or_a_file() {
+    let dir = temp_dir("token");
+    let (mut erp, url) = fake_erp(&dir, &["--access-token", "eyJ0b2tlbiI6dHJ1ZX0"]);
+    let port = url
+        .split("tcp:127.0.0.1,")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_string();
+    let ado = format!(
+        "Server=tcp:127.0.0.1,{port};Database=erp;Authentication=ActiveDirectoryAccessToken;TrustServerCertificate=true"
+    );
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "eyJ0b2tlbiI6dHJ1ZX0\n").unwrap();
+
+    let out = run(cmd(&dir)
+        .arg("sync")
+        .env("MSSQL_URL", &ado)
+        .env("MSSQL_ACCESS_TOKEN", "eyJ0b2tlbiI6dHJ1ZX0"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let out = run(cmd(&dir)
+        .arg("sync")
+        .arg("--mssql-access-token-file")
+        .arg(&token_file)
+        .env("MSSQL_URL", &ado)
+        .env("MSSQL_ACCESS_TOKEN", "not-the-token"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the flag wins over the variable: {}",
+        text(&out.stderr)
+    );
+
+    let out = run(cmd(&dir)
+        .arg("sync")
+        .env("MSSQL_URL", &ado)
+        .env("MSSQL_ACCESS_TOKEN", "not-the-token"));
+    assert_eq!(out.status.code(), Some(1), "a wrong token fails the sync");
+
+    let out = run(cmd(&dir)
+        .arg("sync")
+        .env("MSSQL_URL", &ado)
+        .env("MSSQL_ACCESS_TOKEN", "eyJ0b2tlbiI6dHJ1ZX0")
+        .env("MSSQL_ACCESS_TOKEN_FILE", &token_file));
+    assert_eq!(out.status.code(), Some(2), "two variables: one too many");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("MSSQL_ACCESS_TOKEN_FILE") && !err.contains("eyJ0b2tlbiI6dHJ1ZX0"),
+        "{err}"
+    );
+    erp.kill().ok();
+    erp.wait().ok();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A valid-looking `serve` environment but for the setting under test.
+fn serve_env(dir: &std::path::Path) -> Command {
+    let mut c = cmd(dir);
+    c.arg("serve")
+        .env("MSSQL_URL", "server=tcp:127.0.0.1,1;user id=u;password=p")
+        .env("ADMIN_USER", "ops")
+        .env("BIND", "127.0.0.1:0");
+    c
+}
+
+#[test]
+fn hostile_network_settings_are_checked_and_named() {
+    let dir = temp_dir("hostile-config");
+    let pem = dir.join("garbage.pem");
+    std::fs::write(&pem, "not a certificate").unwrap();
+    let missing = dir.join("missing.pem");
+    let cases: Vec<(&str, Vec<(&str, std::ffi::OsString)>)> = vec![
+        ("ADMIN_PASSWORD", vec![("ADMIN_PASSWORD", "short-pw".into())]),
+        (
+            "ADMIN_PASSWORD_HASH",
+            vec![("ADMIN_PASSWORD_HASH", "not-a-phc-string".into())],
+        ),
+        (
+            "ADMIN_PASSWORD_HASH",
+            vec![
+                ("ADMIN_PASSWORD", "long-enough-password".into()),
+                (
+                    "ADMIN_PASSWORD_HASH",
+                    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+                ),
+            ],
+        ),
+        (
+            "TLS_CERT",
+            vec![
+                ("TLS_CERT", missing.clone().into()),
+                ("TLS_KEY", pem.clone().into()),
+            ],
+        ),
+        (
+            "TLS_CERT",
+            vec![("TLS_CERT", pem.clone().into()), ("TLS_KEY", pem.clone().into())],
+        ),
+        ("TLS_KEY", vec![("TLS_CERT", pem.clone().into())]),
+        ("TLS_CERT", vec![("TLS_KEY", pem.clone().into())]),
+        ("PUBLIC_URL", vec![("PUBLIC_URL", "jobs.example.com".into())]),
+        (
+            "PUBLIC_URL",
+            vec![("PUBLIC_URL", "ftp://jobs.example.com".into())],
+        ),
+        ("PUBLIC_URL", vec![("PUBLIC_URL", "https://".into())]),
+        ("MAX_CONNECTIONS", vec![("MAX_CONNECTIONS", "0".into())]),
+        ("MAX_CONNECTIONS", vec![("MAX_CONNECTIONS", "lots".into())]),
+        (
+            "HEADER_READ_TIMEOUT",
+            vec![("HEADER_READ_TIMEOUT", "never".into())],
+        ),
+        ("KEEP_ALIVE_TIMEOUT", vec![("KEEP_ALIVE_TIMEOUT", "0s".into())]),
+    ];
+    for (variable, env) in cases {
+        let mut c = serve_env(&dir);
+        if !env.iter().any(|(k, _)| k.starts_with("ADMIN_PASSWORD")) {
+            c.env("ADMIN_PASSWORD", "long-enough-password");
+        }
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        let out = run(&mut c);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{variable} {env:?}: {err}");
+        assert!(
+            err.contains(&format!("error: {variable}:")),
+            "{variable} {env:?}: {err}"
+        );
+        assert!(!err.contains("short-pw"), "the password is not printed: {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn hash_password_reads_stdin_and_prints_a_phc_string_serve_accepts() {
+    use std::io::Write;
+    let dir = temp_dir("hash-password");
+    let hash = |input: &str| {
+        let mut child = cmd(&dir)
+            .arg("hash-password")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hash-password");
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = hash(" a long password \n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let phc = text(&out.stdout).trim().to_string();
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    assert!(!phc.contains("long password"));
+    let out = hash("short\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("12 characters"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // serve takes it instead of ADMIN_PASSWORD (and then stops at the missing ERP source).
+    let out = run(cmd(&dir)
+        .arg("serve")
+        .env("ADMIN_USER", "ops")
+        .env("ADMIN_PASSWORD_HASH", &phc));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("MSSQL_URL") && !err.contains("ADMIN_PASSWORD"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -649,7 +649,7 @@ async fn packet_size_and_application_name_reach_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn command_timeout_catches_a_stalled_query() {
     let erp = erp(FakeErpConfig {
-        fail: Some(Failure::StallAfter(5)),
+        fail: Some(Failure::Server(fake_mssql::Fault::StallAfter(5))),
         ..FakeErpConfig::default()
     })
     .await;

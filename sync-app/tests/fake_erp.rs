@@ -339,7 +339,7 @@ async fn tiberius_in_every_encryption_mode() {
 
 #[tokio::test]
 async fn failure_login_is_error_18456() {
-    let erp = start(with(10, Some(Failure::Login))).await;
+    let erp = start(with(10, Some(Failure::Server(fake_mssql::Fault::Login)))).await;
     let err = server_error(failed(connect(&erp).await, "login"));
     assert_eq!(err.code(), 18456);
     assert_eq!(err.message(), "Login failed for user 'sync'.");
@@ -371,7 +371,11 @@ async fn failure_sql_fails_the_orders_query_but_not_select_one() {
 #[tokio::test]
 async fn failure_drop_after_sends_exactly_n_rows_then_an_io_error() {
     let n = 500;
-    let erp = start(with(10_000, Some(Failure::DropAfter(n)))).await;
+    let erp = start(with(
+        10_000,
+        Some(Failure::Server(fake_mssql::Fault::DropAfter(n))),
+    ))
+    .await;
     let mut client = connect(&erp).await.unwrap();
     let mut rows = orders_query(&mut client, false).await.unwrap().into_row_stream();
     let mut expected = order_lines(42, 0, 10_000);
@@ -395,7 +399,7 @@ async fn failure_drop_after_sends_exactly_n_rows_then_an_io_error() {
 
 #[tokio::test]
 async fn failure_stall_never_answers() {
-    let erp = start(with(100, Some(Failure::Stall))).await;
+    let erp = start(with(100, Some(Failure::Server(fake_mssql::Fault::Stall)))).await;
     let mut client = connect(&erp).await.unwrap();
     let started = Instant::now();
     let result = timeout(Duration::from_secs(2), orders_query(&mut client, false)).await;
@@ -419,7 +423,11 @@ async fn failure_stall_never_answers() {
 #[tokio::test]
 async fn failure_stall_after_sends_n_rows_then_nothing() {
     let n = 300;
-    let erp = start(with(10_000, Some(Failure::StallAfter(n)))).await;
+    let erp = start(with(
+        10_000,
+        Some(Failure::Server(fake_mssql::Fault::StallAfter(n))),
+    ))
+    .await;
     let mut client = connect(&erp).await.unwrap();
     let mut rows = orders_query(&mut client, true).await.unwrap().into_row_stream();
     for i in 0..n {

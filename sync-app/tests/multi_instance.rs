@@ -10,7 +10,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use joblog::{Cursor, JobLogger, RunFilter, RunRecord};
+use joblog::JobLogger;
+use joblog::query::{Cursor, RunFilter, RunRecord};
 use sync_app::sync_job::JOB_NAME;
 
 use common::{Backend, TestDb};
@@ -102,7 +103,7 @@ async fn two_instances(db: TestDb) {
             ("DATABASE_URL", db.url.as_str()),
             ("MSSQL_URL", mssql.as_str()),
             ("ADMIN_USER", "ops"),
-            ("ADMIN_PASSWORD", "pw"),
+            ("ADMIN_PASSWORD", "multi-instance-pw"),
             ("BIND", "127.0.0.1:0"),
             ("SYNC_INTERVAL", "2s"),
             ("SHUTDOWN_GRACE", "5s"),
@@ -129,7 +130,7 @@ async fn two_instances(db: TestDb) {
     eprintln!("{} runs in {elapsed:.1} s by pids {pids:?}", seen.len());
 
     // Pause: once a running sync has finished, nobody starts another.
-    assert!(joblog::pause_job(&logger, JOB_NAME).await.unwrap());
+    assert!(logger.scheduled_jobs().pause(JOB_NAME).await.unwrap());
     tokio::time::sleep(Duration::from_secs(3)).await;
     let paused_at = runs(&logger).await.len();
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -137,14 +138,14 @@ async fn two_instances(db: TestDb) {
 
     // "Run now" from the monitor (here: the same call) runs exactly once, on one of the
     // two instances, even while paused.
-    assert!(joblog::request_run_now(&logger, JOB_NAME).await.unwrap());
+    assert!(logger.scheduled_jobs().run_now(JOB_NAME).await.unwrap());
     tokio::time::sleep(Duration::from_secs(4)).await;
     let after_run_now = runs(&logger).await;
     assert_eq!(after_run_now.len(), paused_at + 1, "run now ran exactly once");
     let paused_at = after_run_now.len();
 
     // Resume runs at most one catch-up, then the 2 s rhythm again, still never overlapping.
-    assert!(joblog::resume_job(&logger, JOB_NAME).await.unwrap());
+    assert!(logger.scheduled_jobs().resume(JOB_NAME).await.unwrap());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after_resume = runs(&logger).await;
     assert!(
@@ -188,7 +189,7 @@ async fn a_dead_holder_is_taken_over(db: TestDb) {
         ("DATABASE_URL", db.url.as_str()),
         ("MSSQL_URL", mssql.as_str()),
         ("ADMIN_USER", "ops"),
-        ("ADMIN_PASSWORD", "pw"),
+        ("ADMIN_PASSWORD", "multi-instance-pw"),
         ("BIND", "127.0.0.1:0"),
         ("SYNC_INTERVAL", "1s"),
         ("SYNC_LEASE", "3s"),
@@ -246,7 +247,7 @@ async fn a_dead_holder_is_taken_over(db: TestDb) {
         after >= Duration::from_secs(1),
         "taken over after {after:?}, before the lease expired"
     );
-    let recs = joblog::schedules(&logger).await.unwrap();
+    let recs = logger.scheduled_jobs().schedules().await.unwrap();
     assert!(
         recs[0].skipped_count > 0,
         "the ticks the dead holder's run blocked were recorded as skipped"

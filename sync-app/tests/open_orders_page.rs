@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use futures::stream;
-use joblog::{Cursor, JobLogger, RunFilter, RunRecord, RunStatus};
+use joblog::query::{Cursor, RunFilter, RunRecord};
+use joblog::{JobLogger, RunStatus};
 use rust_decimal::Decimal;
 use sync_app::erp::{DEFAULT_SOURCE_QUERY, ErpSource, SourceError};
 use sync_app::fake_erp::{Failure, FakeErp, FakeErpConfig, FakeErpHandle, order_lines};
@@ -49,8 +50,10 @@ async fn serve(db: &TestDb) -> Site {
     let logger = sync_app::database::open(&db.url).await.expect("open database");
     let app = sync_app::web::app(
         logger.clone(),
-        sync_app::web::web_config(joblog::Tz::UTC),
-        Some(joblog_web::BasicAuth::new("ops", "pw")),
+        sync_app::web::web_config(joblog::scheduler::Tz::UTC),
+        // These tests try wrong passwords on purpose, more than the login throttle allows
+        // from one address (it has tests of its own): a high limit keeps them 401s.
+        Some(joblog_web::BasicAuth::new("ops", "pw").throttle(1_000, Duration::from_secs(60))),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
@@ -96,16 +99,23 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 
 /// One `GET` with optional Basic credentials (base64 of `user:password`).
 async fn request(addr: SocketAddr, path: &str, auth: Option<&str>) -> Reply {
+    request_with(addr, "GET", path, auth).await
+}
+
+/// One request of `method` without a body, with optional Basic credentials.
+async fn request_with(addr: SocketAddr, method: &str, path: &str, auth: Option<&str>) -> Reply {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let auth = auth
         .map(|a| format!("Authorization: Basic {a}\r\n"))
         .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
         .await
-        .unwrap_or_else(|_| panic!("GET {path}: no complete answer within 10 s"))
+        .unwrap_or_else(|_| panic!("{method} {path}: no complete answer within 10 s"))
         .expect("read");
     let split = buf
         .windows(4)
@@ -535,6 +545,78 @@ fn assert_security_headers(r: &Reply, what: &str) {
         "{what}: CSP {csp}"
     );
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{what}");
+    assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{what}: CSP {csp}");
+    assert!(
+        matches!(r.header("referrer-policy"), Some("no-referrer" | "same-origin")),
+        "{what}: {:?}",
+        r.headers
+    );
+}
+
+/// Every route of the app, its successes and its failures, logged in or not: the full
+/// header set, and `Cache-Control: no-store` on everything but the versioned assets (which
+/// are `private`, never `public`: they are served behind auth).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_of_the_app_carries_the_full_header_set() {
+    let db = TestDb::new(common::Backend::Sqlite).await.expect("sqlite");
+    let site = serve(&db).await;
+    let run = site.logger.start(JOB_NAME).await.expect("a run");
+    run.detail("a line");
+    let id = run.id();
+    run.success().await.expect("success");
+    site.logger.flush().await.expect("flush");
+    let (run_page, lines, log) = (
+        format!("/job_logs/{id}"),
+        format!("/job_logs/{id}/lines?after=0"),
+        format!("/job_logs/{id}/log.txt"),
+    );
+    let (no_store, private) = ("no-store", "private");
+    #[rustfmt::skip]
+    let cases: [(&str, &str, Option<&str>, u16, &str); 27] = [
+        ("GET", "/healthz", None, 200, no_store),
+        ("GET", "/open_orders", Some(AUTH), 200, no_store),
+        ("GET", "/open_orders?q=x&sort=customer&dir=desc", Some(AUTH), 200, no_store),
+        ("GET", "/", Some(AUTH), 200, no_store),
+        ("GET", "/job_logs", Some(AUTH), 200, no_store),
+        ("GET", &run_page, Some(AUTH), 200, no_store),
+        ("GET", &lines, Some(AUTH), 200, no_store),
+        ("GET", &log, Some(AUTH), 200, no_store),
+        ("GET", "/jobs", Some(AUTH), 200, no_store),
+        ("GET", "/assets/app.css", Some(AUTH), 200, private),
+        ("GET", "/assets/app.js?v=1", Some(AUTH), 200, private),
+        ("GET", "/open_orders?page=abc", Some(AUTH), 400, no_store),
+        ("GET", "/job_logs?before=x", Some(AUTH), 400, no_store),
+        ("GET", "/job_logs/1/lines?after=zz", Some(AUTH), 400, no_store),
+        ("GET", "/assets/%FF", Some(AUTH), 400, no_store),
+        ("GET", "/nothing", Some(AUTH), 404, no_store),
+        ("GET", "/job_logs/999999", Some(AUTH), 404, no_store),
+        ("GET", "/job_logs/999999/log.txt", Some(AUTH), 404, no_store),
+        ("GET", "/assets/nothing.css", Some(AUTH), 404, no_store),
+        ("POST", "/open_orders", Some(AUTH), 405, no_store),
+        ("POST", "/healthz", None, 405, no_store),
+        ("GET", "/jobs/SyncOpenOrdersJob/pause", Some(AUTH), 405, no_store),
+        ("POST", "/jobs/SyncOpenOrdersJob/run_now", Some(AUTH), 415, no_store),
+        ("GET", "/open_orders", None, 401, no_store),
+        ("GET", "/assets/app.css", None, 401, no_store),
+        ("GET", "/nothing", Some(WRONG), 401, no_store),
+        ("POST", "/jobs/SyncOpenOrdersJob/run_now", None, 401, no_store),
+    ];
+    for (method, path, auth, status, cache) in cases {
+        let what = format!("{method} {path} (auth: {})", auth.is_some());
+        let r = request_with(site.addr, method, path, auth).await;
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        assert_security_headers(&r, &what);
+        let cache_control = r.header("cache-control").unwrap_or_default();
+        if cache == private {
+            assert!(
+                cache_control.starts_with("private") && cache_control.contains("max-age="),
+                "{what}: Cache-Control {cache_control:?}"
+            );
+        } else {
+            assert_eq!(cache_control, "no-store", "{what}");
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -593,6 +675,71 @@ async fn basic_auth_protects_every_page_but_healthz_and_the_navigation_links() {
     // Both lead somewhere, as does the run list the title links to.
     assert!(site.page("/jobs").await.contains("Jobs Monitor"));
     assert!(site.page("/").await.contains("Open Orders"));
+}
+
+/// Unmatched routes, wrong methods and bad values anywhere in the app get joblog-web's
+/// styled error page — the layout, the navigation, a way back — with the security headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failure_of_the_app_is_a_styled_page_with_the_security_headers() {
+    let db = TestDb::new(common::Backend::Sqlite).await.expect("sqlite");
+    let site = serve(&db).await;
+    for (method, path, status, text) in [
+        ("GET", "/nothing", 404, "There is no page at this address."),
+        (
+            "GET",
+            "/open_orders/extra",
+            404,
+            "There is no page at this address.",
+        ),
+        ("GET", "/job_logs/abc", 404, "There is no run abc."),
+        ("GET", "/assets/%FF", 400, "A part of this address is not valid."),
+        ("GET", "/job_logs?before=x", 400, "before must be a number"),
+        ("POST", "/open_orders", 405, "does not answer POST requests"),
+        ("POST", "/", 405, "does not answer POST requests"),
+        (
+            "GET",
+            "/jobs/SyncOpenOrdersJob/pause",
+            405,
+            "does not answer GET requests",
+        ),
+        ("POST", "/healthz", 405, "does not answer POST requests"),
+    ] {
+        let what = format!("{method} {path}");
+        let r = request_with(site.addr, method, path, Some(AUTH)).await;
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        assert!(r.body.contains(text), "{what} lacks {text:?}: {}", r.body);
+        assert_security_headers(&r, &what);
+        assert!(
+            r.header("content-security-policy")
+                .is_some_and(|c| c.contains("frame-ancestors 'none'")),
+            "{what}"
+        );
+        assert!(
+            r.header("content-type")
+                .is_some_and(|c| c.starts_with("text/html")),
+            "{what}: {:?}",
+            r.headers
+        );
+        assert!(
+            r.body.contains("<nav class=\"nav\">"),
+            "{what}: the layout: {}",
+            r.body
+        );
+        assert_eq!(link(&r.body, "Jobs Monitor").as_deref(), Some("/jobs"), "{what}");
+        assert!(
+            unescape(&r.body).contains("href=\"/assets/app.css?v="),
+            "{what}: {}",
+            r.body
+        );
+        assert!(r.body.contains("Back to the job logs"), "{what}: {}", r.body);
+    }
+    // Without credentials, the same paths are only a 401 (nothing of the pages shows).
+    for path in ["/nothing", "/open_orders/extra"] {
+        let r = request(site.addr, path, None).await;
+        assert_eq!(r.status, 401, "{path}");
+        assert!(!r.body.contains("Open Orders"), "{path}: {}", r.body);
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+    }
 }
 
 // ------------------------------------------------------------------------------------------

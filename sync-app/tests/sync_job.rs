@@ -6,7 +6,8 @@ mod common;
 
 use std::net::SocketAddr;
 
-use joblog::{Cursor, JobLogger, Level, RunFilter, RunRecord, RunStatus};
+use joblog::query::{Cursor, RunFilter, RunRecord};
+use joblog::{JobLogger, Level, RunStatus};
 use sync_app::erp::{DEFAULT_SOURCE_QUERY, ErpSource};
 use sync_app::fake_erp::{Failure, FakeErp, FakeErpConfig, FakeErpHandle, order_lines};
 use sync_app::open_orders::OpenOrder;
@@ -117,23 +118,23 @@ async fn syncs_end_to_end_and_survives_every_failure(db: TestDb) {
     let cases: Vec<(&str, Option<Failure>, &str)> = vec![
         (
             "login refused",
-            Some(Failure::Login),
+            Some(Failure::Server(fake_mssql::Fault::Login)),
             "Login failed for user 'sync'",
         ),
         ("SQL error", Some(Failure::Sql), "is being rebuilt"),
         (
             "dropped after 700 rows",
-            Some(Failure::DropAfter(700)),
+            Some(Failure::Server(fake_mssql::Fault::DropAfter(700))),
             "the source failed after 700 rows",
         ),
         (
             "stalled past the command timeout",
-            Some(Failure::Stall),
+            Some(Failure::Server(fake_mssql::Fault::Stall)),
             "SQL Server sent nothing for 2 s (Command Timeout)",
         ),
         (
             "stalled mid-stream",
-            Some(Failure::StallAfter(300)),
+            Some(Failure::Server(fake_mssql::Fault::StallAfter(300))),
             "the source failed after 300 rows",
         ),
         (

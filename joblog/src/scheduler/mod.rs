@@ -11,7 +11,8 @@
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use std::time::Duration;
-//! use joblog::{JobLogger, Schedule, Scheduler};
+//! use joblog::JobLogger;
+//! use joblog::scheduler::{Schedule, Scheduler};
 //!
 //! let logger = JobLogger::connect("sqlite://joblog.db?mode=rwc").await?;
 //! logger.migrate().await?;
@@ -29,6 +30,7 @@
 //! # }
 //! ```
 
+mod control;
 mod schedule;
 mod store;
 
@@ -43,17 +45,20 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use chrono_tz::Tz;
+pub use control::ScheduledJobs;
 pub use schedule::Schedule;
-pub use store::{ScheduleRecord, pause_job, request_run_now, resume_job, schedules, schedules_with};
+pub use store::ScheduleRecord;
 
 use crate::{Error, JobLogger, Result, RunHandle, RunStatus};
 
 type JobFn = Arc<dyn Fn(RunHandle) -> BoxFuture<'static, std::result::Result<(), String>> + Send + Sync>;
 
 /// Per-job options of [`SchedulerBuilder::job_with`].
+#[must_use]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JobOptions {
     run_at_start: bool,
@@ -87,6 +92,7 @@ impl fmt::Debug for JobSpec {
 }
 
 /// Settings and jobs of a [`Scheduler`].
+#[must_use = "a SchedulerBuilder does nothing until build() and start()"]
 #[derive(Debug)]
 pub struct SchedulerBuilder {
     logger: JobLogger,
@@ -154,35 +160,28 @@ impl SchedulerBuilder {
     }
 
     /// The scheduler; [`Scheduler::start`] registers the jobs and starts it.
+    #[must_use]
     pub fn build(self) -> Scheduler {
-        let owner = self.owner.unwrap_or_else(|| {
-            format!(
-                "{}:{}:{:016x}",
-                self.logger.inner.host,
-                std::process::id(),
-                random_u64()
-            )
-        });
         Scheduler {
             logger: self.logger,
             lease: self.lease,
             poll_interval: self.poll_interval,
-            owner,
+            owner: self.owner,
             jobs: self.jobs,
         }
     }
 }
 
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    h.finish()
+/// `host:pid:random`, unique per scheduler: the lease owner when none was set. An error
+/// (never a weaker id) when the operating system has no randomness to give.
+fn default_owner(host: &str) -> Result<String> {
+    let random = getrandom::u64().map_err(|e| {
+        Error::Config(format!(
+            "the operating system gave no randomness for the scheduler's owner id ({e}); \
+             set one with SchedulerBuilder::owner"
+        ))
+    })?;
+    Ok(format!("{host}:{}:{random:016x}", std::process::id()))
 }
 
 /// Runs registered jobs on their schedules; see the [module docs](self).
@@ -191,7 +190,8 @@ pub struct Scheduler {
     logger: JobLogger,
     lease: Duration,
     poll_interval: Duration,
-    owner: String,
+    /// `None`: [`default_owner`] at start.
+    owner: Option<String>,
     jobs: Vec<JobSpec>,
 }
 
@@ -205,7 +205,6 @@ struct Shared {
     stop: watch::Sender<bool>,
     /// `true`: cancel the runs going on.
     cancel: watch::Sender<bool>,
-    wake: Notify,
 }
 
 impl Scheduler {
@@ -245,14 +244,17 @@ impl Scheduler {
             )
             .await?;
         }
+        let owner = match self.owner {
+            Some(owner) => owner,
+            None => default_owner(&self.logger.inner.host)?,
+        };
         let shared = Arc::new(Shared {
             logger: self.logger,
             lease: self.lease,
             poll_interval: self.poll_interval,
-            owner: self.owner,
+            owner,
             stop: watch::channel(false).0,
             cancel: watch::channel(false).0,
-            wake: Notify::new(),
         });
         let jobs: Vec<String> = self.jobs.iter().map(|j| j.name.clone()).collect();
         let tasks = self
@@ -279,37 +281,15 @@ pub struct SchedulerHandle {
 
 impl SchedulerHandle {
     /// This scheduler's lease owner (`host:pid:random`).
+    #[must_use]
     pub fn owner(&self) -> &str {
         &self.shared.owner
     }
 
     /// The jobs this scheduler runs.
+    #[must_use]
     pub fn jobs(&self) -> &[String] {
         &self.jobs
-    }
-
-    /// See [`request_run_now`]; this instance looks at once, others within a poll interval.
-    pub async fn run_now(&self, job: &str) -> Result<bool> {
-        let found = request_run_now(&self.shared.logger, job).await?;
-        self.shared.wake.notify_waiters();
-        Ok(found)
-    }
-
-    /// See [`pause_job`].
-    pub async fn pause(&self, job: &str) -> Result<bool> {
-        pause_job(&self.shared.logger, job).await
-    }
-
-    /// See [`resume_job`].
-    pub async fn resume(&self, job: &str) -> Result<bool> {
-        let found = resume_job(&self.shared.logger, job).await?;
-        self.shared.wake.notify_waiters();
-        Ok(found)
-    }
-
-    /// See [`schedules`].
-    pub async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
-        schedules(&self.shared.logger).await
     }
 
     /// Stops starting new runs, lets the runs going on finish within `grace`, then
@@ -318,7 +298,6 @@ impl SchedulerHandle {
     pub async fn shutdown(self, grace: Duration) -> Result<()> {
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         self.shared.stop.send_replace(true);
-        self.shared.wake.notify_waiters();
         let mut all = futures::future::join_all(tasks);
         if tokio::time::timeout(grace, &mut all).await.is_err() {
             self.shared.cancel.send_replace(true);
@@ -363,7 +342,7 @@ async fn job_loop(shared: Arc<Shared>, spec: Arc<JobSpec>) {
         tokio::select! {
             _ = tokio::time::sleep(shared.poll_interval) => {}
             _ = stop.changed() => {}
-            _ = shared.wake.notified() => {}
+            _ = shared.logger.inner.scheduler_wake.notified() => {}
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::{Error, Result};
 ///
 /// ```
 /// use std::time::Duration;
-/// use joblog::{Schedule, Tz};
+/// use joblog::scheduler::{Schedule, Tz};
 ///
 /// assert_eq!(Schedule::every(Duration::from_secs(300)).describe(), "every 5 minutes");
 /// let cron = Schedule::cron("*/5 * * * *", Tz::Europe__Berlin).unwrap();
@@ -111,7 +111,7 @@ impl Schedule {
     /// `cron */5 * * * * (Europe/Berlin): Every 5 minutes`.
     pub fn describe(&self) -> String {
         match &self.kind {
-            Kind::Every(d) => format!("every {}", describe_duration(*d)),
+            Kind::Every(d) => format!("every {}", crate::format::interval(*d)),
             Kind::Cron { expr, tz, cron } => {
                 format!("cron {expr} ({}): {}", tz.name(), cron.describe())
             }
@@ -192,28 +192,6 @@ impl fmt::Display for Schedule {
             Kind::Cron { expr, tz, .. } => write!(f, "cron {expr} {}", tz.name()),
         }
     }
-}
-
-fn describe_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    let units: [(u128, &str); 5] = [
-        (86_400_000, "day"),
-        (3_600_000, "hour"),
-        (60_000, "minute"),
-        (1_000, "second"),
-        (1, "millisecond"),
-    ];
-    for (size, name) in units {
-        if ms >= size && ms.is_multiple_of(size) {
-            let n = ms / size;
-            return if n == 1 {
-                name.to_owned()
-            } else {
-                format!("{n} {name}s")
-            };
-        }
-    }
-    format!("{ms} milliseconds")
 }
 
 #[cfg(test)]

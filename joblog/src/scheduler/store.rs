@@ -7,7 +7,7 @@ use sea_orm::{DatabaseConnection, DbBackend, QueryResult};
 
 use super::Schedule;
 use crate::sql::{Sql, db_now, truncate_micros};
-use crate::{JobLogger, Result, RunStatus};
+use crate::{Result, RunStatus};
 
 /// `db_now(backend)` plus `d`, as an SQL expression.
 pub(crate) fn db_now_plus(backend: DbBackend, d: Duration) -> String {
@@ -264,23 +264,20 @@ pub(crate) async fn release(
     Ok(q.execute(db).await? == 1)
 }
 
-/// Asks for one run of `job` as soon as possible: whichever instance polls first runs it,
-/// exactly once (after the current run, if one is going on). `false` if no such job is
-/// registered. Works without a scheduler in this process (e.g. from a web page).
-pub async fn request_run_now(logger: &JobLogger, job: &str) -> Result<bool> {
-    set_flag(logger.db(), job, "run_now_requested_at = ", None).await
+/// Sets `run_now_requested_at` (see [`ScheduledJobs::run_now`](super::ScheduledJobs::run_now)).
+pub(crate) async fn request_run_now(db: &DatabaseConnection, job: &str) -> Result<bool> {
+    set_flag(db, job, "run_now_requested_at = ", None).await
 }
 
-/// Pauses `job` on every instance: no new run starts (a run going on finishes).
-/// `false` if no such job is registered.
-pub async fn pause_job(logger: &JobLogger, job: &str) -> Result<bool> {
-    set_flag(logger.db(), job, "paused = ", Some(true)).await
+/// Sets `paused` (see [`ScheduledJobs::pause`](super::ScheduledJobs::pause)).
+pub(crate) async fn pause_job(db: &DatabaseConnection, job: &str) -> Result<bool> {
+    set_flag(db, job, "paused = ", Some(true)).await
 }
 
-/// Resumes `job`. Occurrences missed while it was paused collapse into at most one
-/// catch-up run, never a burst. `false` if no such job is registered.
-pub async fn resume_job(logger: &JobLogger, job: &str) -> Result<bool> {
-    set_flag(logger.db(), job, "paused = ", Some(false)).await
+/// Clears `paused`, collapsing missed occurrences into one (see
+/// [`ScheduledJobs::resume`](super::ScheduledJobs::resume)).
+pub(crate) async fn resume_job(db: &DatabaseConnection, job: &str) -> Result<bool> {
+    set_flag(db, job, "paused = ", Some(false)).await
 }
 
 async fn set_flag(db: &DatabaseConnection, job: &str, set: &str, paused: Option<bool>) -> Result<bool> {
@@ -357,15 +354,11 @@ pub struct ScheduleRecord {
     pub overdue: bool,
 }
 
-/// Every scheduled job, ordered by name; `overdue` after 2 intervals without success.
-pub async fn schedules(logger: &JobLogger) -> Result<Vec<ScheduleRecord>> {
-    schedules_with(logger, 2).await
-}
-
-/// Every scheduled job, ordered by name; `overdue` when the last success is older than
-/// `overdue_after_intervals` intervals.
-pub async fn schedules_with(logger: &JobLogger, overdue_after_intervals: u32) -> Result<Vec<ScheduleRecord>> {
-    let db = logger.db();
+/// Every scheduled job, ordered by name (see [`ScheduledJobs::schedules_with`](super::ScheduledJobs::schedules_with)).
+pub(crate) async fn schedules_with(
+    db: &DatabaseConnection,
+    overdue_after_intervals: u32,
+) -> Result<Vec<ScheduleRecord>> {
     let backend = db.get_database_backend();
     let mut q = Sql::new(
         backend,

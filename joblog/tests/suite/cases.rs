@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use joblog::{Cursor, ErrorChain, JobLogger, Level, PruneOptions, RunFilter, RunStatus};
+use joblog::query::{Cursor, RunFilter};
+use joblog::{ErrorChain, JobLogger, Level, PruneOptions, RunStatus};
 use joblog_migrations::JoblogMigrator;
 use joblog_migrations::sea_orm_migration::prelude::*;
 use sea_orm::ConnectionTrait;
@@ -686,7 +687,7 @@ pub(crate) async fn fifty_concurrent_starts_get_distinct_names(db: TestDb) {
 }
 
 pub(crate) async fn names_follow_the_configured_timezone(db: TestDb) {
-    let tz: joblog::Tz = "Asia/Kolkata".parse().unwrap();
+    let tz: joblog::scheduler::Tz = "Asia/Kolkata".parse().unwrap();
     let logger = db.logger_with(JobLogger::builder().timezone(tz)).await;
     let run = logger.start("TzJob").await.unwrap();
     let rec = logger.get_run(run.id()).await.unwrap().unwrap();
@@ -1003,14 +1004,14 @@ pub(crate) async fn list_runs_filters_and_keyset_pages(db: TestDb) {
     // Counts stop at the cap.
     assert_eq!(
         logger.count_runs(&f, 1000).await.unwrap(),
-        joblog::CappedCount {
+        joblog::query::CappedCount {
             count: 60,
             capped: false
         }
     );
     assert_eq!(
         logger.count_runs(&f, 50).await.unwrap(),
-        joblog::CappedCount {
+        joblog::query::CappedCount {
             count: 50,
             capped: true
         }

@@ -1,11 +1,14 @@
+//! `job_logs` (one row a run) and `job_log_details` (its ordered messages), with the
+//! indexes the run list's keyset pages and the live tail use.
+
 use sea_orm_migration::prelude::*;
 
-use crate::types::{create_index, table_options, timestamp};
+use crate::schema::{create_indexes, id_column, new_table, timestamp};
 
 #[derive(DeriveMigrationName)]
 pub(crate) struct Migration;
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone, Copy)]
 enum JobLogs {
     Table,
     Id,
@@ -22,7 +25,7 @@ enum JobLogs {
     HeartbeatAt,
 }
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone, Copy)]
 enum JobLogDetails {
     Table,
     Id,
@@ -38,124 +41,79 @@ impl MigrationTrait for Migration {
         let backend = manager.get_database_backend();
         manager
             .create_table(
-                table_options(
-                    backend,
-                    &mut Table::create()
-                        .table(JobLogs::Table)
-                        .if_not_exists()
-                        .col(
-                            ColumnDef::new(JobLogs::Id)
-                                .big_integer()
-                                .not_null()
-                                .auto_increment()
-                                .primary_key(),
-                        )
-                        .col(ColumnDef::new(JobLogs::Name).string_len(64).not_null())
-                        .col(ColumnDef::new(JobLogs::Job).string_len(191).not_null())
-                        .col(
-                            ColumnDef::new(JobLogs::Status)
-                                .small_integer()
-                                .not_null()
-                                .default(0),
-                        )
-                        .col(ColumnDef::new(JobLogs::Host).string_len(255).null())
-                        .col(ColumnDef::new(JobLogs::Pid).big_integer().null())
-                        .col(ColumnDef::new(JobLogs::Error).text().null())
-                        .col(timestamp(backend, JobLogs::CreatedAt).not_null())
-                        .col(timestamp(backend, JobLogs::UpdatedAt).not_null())
-                        .col(timestamp(backend, JobLogs::StartedAt).null())
-                        .col(timestamp(backend, JobLogs::FinishedAt).null())
-                        .col(timestamp(backend, JobLogs::HeartbeatAt).null())
-                        .to_owned(),
-                )
-                .to_owned(),
+                new_table(backend, JobLogs::Table)
+                    .col(id_column(JobLogs::Id))
+                    .col(ColumnDef::new(JobLogs::Name).string_len(64).not_null())
+                    .col(ColumnDef::new(JobLogs::Job).string_len(191).not_null())
+                    .col(
+                        ColumnDef::new(JobLogs::Status)
+                            .small_integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(ColumnDef::new(JobLogs::Host).string_len(255).null())
+                    .col(ColumnDef::new(JobLogs::Pid).big_integer().null())
+                    .col(ColumnDef::new(JobLogs::Error).text().null())
+                    .col(timestamp(backend, JobLogs::CreatedAt).not_null())
+                    .col(timestamp(backend, JobLogs::UpdatedAt).not_null())
+                    .col(timestamp(backend, JobLogs::StartedAt).null())
+                    .col(timestamp(backend, JobLogs::FinishedAt).null())
+                    .col(timestamp(backend, JobLogs::HeartbeatAt).null())
+                    .to_owned(),
             )
             .await?;
         // The run list is keyset-paginated on `id` (newest first), alone or filtered by
         // status and/or job: each index ends in `id` so a filtered page is an index range.
-        let indexes = [
-            ("uq_job_logs_name", vec![JobLogs::Name], true),
-            ("idx_job_logs_status", vec![JobLogs::Status, JobLogs::Id], false),
-            ("idx_job_logs_job", vec![JobLogs::Job, JobLogs::Id], false),
+        let indexes: [(&str, &[JobLogs], bool); 5] = [
+            ("uq_job_logs_name", &[JobLogs::Name], true),
+            ("idx_job_logs_status", &[JobLogs::Status, JobLogs::Id], false),
+            ("idx_job_logs_job", &[JobLogs::Job, JobLogs::Id], false),
             (
                 "idx_job_logs_job_status",
-                vec![JobLogs::Job, JobLogs::Status, JobLogs::Id],
+                &[JobLogs::Job, JobLogs::Status, JobLogs::Id],
                 false,
             ),
-            ("idx_job_logs_created_at", vec![JobLogs::CreatedAt], false),
+            ("idx_job_logs_created_at", &[JobLogs::CreatedAt], false),
         ];
-        for (name, cols, unique) in indexes {
-            let mut index = Index::create();
-            index.name(name).table(JobLogs::Table);
-            for col in cols {
-                index.col(col);
-            }
-            if unique {
-                index.unique();
-            }
-            create_index(manager, index, "job_logs", name).await?;
-        }
+        create_indexes(manager, JobLogs::Table, &indexes).await?;
 
         manager
             .create_table(
-                table_options(
-                    backend,
-                    &mut Table::create()
-                        .table(JobLogDetails::Table)
-                        .if_not_exists()
-                        .col(
-                            ColumnDef::new(JobLogDetails::Id)
-                                .big_integer()
-                                .not_null()
-                                .auto_increment()
-                                .primary_key(),
-                        )
-                        .col(ColumnDef::new(JobLogDetails::JobLogId).big_integer().not_null())
-                        .col(
-                            ColumnDef::new(JobLogDetails::Level)
-                                .string_len(8)
-                                .not_null()
-                                .default("info"),
-                        )
-                        .col(ColumnDef::new(JobLogDetails::Message).text().not_null())
-                        .col(timestamp(backend, JobLogDetails::CreatedAt).not_null())
-                        .foreign_key(
-                            ForeignKey::create()
-                                .name("fk_job_log_details_job_log_id")
-                                .from(JobLogDetails::Table, JobLogDetails::JobLogId)
-                                .to(JobLogs::Table, JobLogs::Id)
-                                .on_delete(ForeignKeyAction::Cascade),
-                        )
-                        .to_owned(),
-                )
-                .to_owned(),
+                new_table(backend, JobLogDetails::Table)
+                    .col(id_column(JobLogDetails::Id))
+                    .col(ColumnDef::new(JobLogDetails::JobLogId).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(JobLogDetails::Level)
+                            .string_len(8)
+                            .not_null()
+                            .default("info"),
+                    )
+                    .col(ColumnDef::new(JobLogDetails::Message).text().not_null())
+                    .col(timestamp(backend, JobLogDetails::CreatedAt).not_null())
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_job_log_details_job_log_id")
+                            .from(JobLogDetails::Table, JobLogDetails::JobLogId)
+                            .to(JobLogs::Table, JobLogs::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
             )
             .await?;
         // (job_log_id, id): a run's details in write order, and the live tail "after id".
-        create_index(
-            manager,
-            Index::create()
-                .name("idx_job_log_details_job_log_id")
-                .table(JobLogDetails::Table)
-                .col(JobLogDetails::JobLogId)
-                .col(JobLogDetails::Id)
-                .to_owned(),
-            "job_log_details",
-            "idx_job_log_details_job_log_id",
-        )
-        .await?;
-        create_index(
-            manager,
-            Index::create()
-                .name("idx_job_log_details_created_at")
-                .table(JobLogDetails::Table)
-                .col(JobLogDetails::CreatedAt)
-                .to_owned(),
-            "job_log_details",
-            "idx_job_log_details_created_at",
-        )
-        .await?;
-        Ok(())
+        let indexes: [(&str, &[JobLogDetails], bool); 2] = [
+            (
+                "idx_job_log_details_job_log_id",
+                &[JobLogDetails::JobLogId, JobLogDetails::Id],
+                false,
+            ),
+            (
+                "idx_job_log_details_created_at",
+                &[JobLogDetails::CreatedAt],
+                false,
+            ),
+        ];
+        create_indexes(manager, JobLogDetails::Table, &indexes).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -1,6 +1,9 @@
+//! `job_schedules`: one row a scheduled job — its schedule, pause, next / last run and the
+//! lease that keeps two instances from running it at once.
+
 use sea_orm_migration::prelude::*;
 
-use crate::types::{table_options, timestamp};
+use crate::schema::{new_table, timestamp};
 
 #[derive(DeriveMigrationName)]
 pub(crate) struct Migration;
@@ -32,43 +35,37 @@ impl MigrationTrait for Migration {
         // instances from running it at once.
         manager
             .create_table(
-                table_options(
-                    backend,
-                    &mut Table::create()
-                        .table(JobSchedules::Table)
-                        .if_not_exists()
-                        .col(
-                            ColumnDef::new(JobSchedules::Job)
-                                .string_len(191)
-                                .not_null()
-                                .primary_key(),
-                        )
-                        .col(ColumnDef::new(JobSchedules::Schedule).text().not_null())
-                        .col(
-                            ColumnDef::new(JobSchedules::Paused)
-                                .boolean()
-                                .not_null()
-                                .default(false),
-                        )
-                        .col(timestamp(backend, JobSchedules::NextRunAt).not_null())
-                        .col(ColumnDef::new(JobSchedules::LastRunId).big_integer().null())
-                        .col(timestamp(backend, JobSchedules::LastRunAt).null())
-                        .col(ColumnDef::new(JobSchedules::LastStatus).small_integer().null())
-                        .col(timestamp(backend, JobSchedules::LastSuccessAt).null())
-                        .col(ColumnDef::new(JobSchedules::LeaseOwner).string_len(255).null())
-                        .col(timestamp(backend, JobSchedules::LeaseExpiresAt).null())
-                        .col(timestamp(backend, JobSchedules::RunNowRequestedAt).null())
-                        .col(
-                            ColumnDef::new(JobSchedules::SkippedCount)
-                                .big_integer()
-                                .not_null()
-                                .default(0),
-                        )
-                        .col(timestamp(backend, JobSchedules::LastSkippedAt).null())
-                        .col(timestamp(backend, JobSchedules::UpdatedAt).not_null())
-                        .to_owned(),
-                )
-                .to_owned(),
+                new_table(backend, JobSchedules::Table)
+                    .col(
+                        ColumnDef::new(JobSchedules::Job)
+                            .string_len(191)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(JobSchedules::Schedule).text().not_null())
+                    .col(
+                        ColumnDef::new(JobSchedules::Paused)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
+                    .col(timestamp(backend, JobSchedules::NextRunAt).not_null())
+                    .col(ColumnDef::new(JobSchedules::LastRunId).big_integer().null())
+                    .col(timestamp(backend, JobSchedules::LastRunAt).null())
+                    .col(ColumnDef::new(JobSchedules::LastStatus).small_integer().null())
+                    .col(timestamp(backend, JobSchedules::LastSuccessAt).null())
+                    .col(ColumnDef::new(JobSchedules::LeaseOwner).string_len(255).null())
+                    .col(timestamp(backend, JobSchedules::LeaseExpiresAt).null())
+                    .col(timestamp(backend, JobSchedules::RunNowRequestedAt).null())
+                    .col(
+                        ColumnDef::new(JobSchedules::SkippedCount)
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(timestamp(backend, JobSchedules::LastSkippedAt).null())
+                    .col(timestamp(backend, JobSchedules::UpdatedAt).not_null())
+                    .to_owned(),
             )
             .await
     }

@@ -2,6 +2,9 @@
 
 mod m20261128_000001_create_job_logs;
 mod m20261129_000002_create_job_schedules;
+mod m20261201_000003_create_joblog_secrets;
+mod m20261201_000005_create_search_index;
+mod m20261201_000006_create_job_run_counts;
 
 use sea_orm_migration::prelude::*;
 
@@ -15,6 +18,9 @@ impl MigratorTrait for JoblogMigrator {
         vec![
             Box::new(m20261128_000001_create_job_logs::Migration),
             Box::new(m20261129_000002_create_job_schedules::Migration),
+            Box::new(m20261201_000003_create_joblog_secrets::Migration),
+            Box::new(m20261201_000005_create_search_index::Migration),
+            Box::new(m20261201_000006_create_job_run_counts::Migration),
         ]
     }
 

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use fake_mssql::Fault;
+
 /// A fault the fake ERP injects, so the sync can be tested against a misbehaving server.
 ///
 /// The textual form (used by `--fail`) round-trips through [`FromStr`] and [`Display`](fmt::Display):
@@ -20,18 +22,12 @@ use std::str::FromStr;
 /// | `wrong-type`      | `qty_open` is sent as `nvarchar` instead of `decimal` |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Failure {
-    /// Refuse every login with error 18456 "Login failed for user '...'.".
-    Login,
-    /// Abort the TLS handshake.
-    Tls,
-    /// Answer the open-orders query with SQL error 50000 (severity 16).
+    /// A fault of the SQL Server itself (`login`, `tls`, `drop-after:N`, `stall`,
+    /// `stall-after:N`): see [`Fault`].
+    Server(Fault),
+    /// Answer the open-orders query with SQL error 50000 (severity 16); `SELECT 1` and the
+    /// session statements still work.
     Sql,
-    /// Send the column metadata and this many rows, then close the connection abruptly.
-    DropAfter(u64),
-    /// Read the open-orders query and never answer it.
-    Stall,
-    /// Send this many rows, then stop sending (without closing the connection).
-    StallAfter(u64),
     /// The row with this 0-based index has `NULL` in `customer_code`.
     NullAt(u64),
     /// `unit_price` is declared `decimal(38,4)`; the row with this 0-based index holds 10^30,
@@ -72,33 +68,16 @@ impl FromStr for Failure {
             input: s.to_owned(),
             reason: reason.to_owned(),
         };
-        let text = s.trim().to_ascii_lowercase();
-        let (name, arg) = match text.split_once(':') {
-            Some((name, arg)) => (name.trim(), Some(arg.trim())),
-            None => (text.as_str(), None),
-        };
-        let count = |arg: Option<&str>| match arg {
-            None | Some("") => Err(err("this mode needs a row count, e.g. null-at:500")),
-            Some(n) => n
-                .parse()
-                .map_err(|_| err("the row count must be a non-negative integer")),
-        };
-        let no_arg = |value: Failure| match arg {
-            None => Ok(value),
-            Some(_) => Err(err("this mode takes no `:N` argument")),
-        };
-        match name {
+        let spec = fake_mssql::ModeSpec::parse(s);
+        let count = || spec.count().map_err(err);
+        let no_arg = |value: Failure| spec.no_arg(value).map_err(err);
+        match spec.name() {
             "sql" => no_arg(Failure::Sql),
             "wrong-type" => no_arg(Failure::WrongType),
-            "null-at" => Ok(Failure::NullAt(count(arg)?)),
-            "overflow-at" => Ok(Failure::OverflowAt(count(arg)?)),
-            _ => match s.parse::<fake_mssql::Fault>() {
-                Ok(fake_mssql::Fault::Login) => Ok(Failure::Login),
-                Ok(fake_mssql::Fault::Tls) => Ok(Failure::Tls),
-                Ok(fake_mssql::Fault::DropAfter(n)) => Ok(Failure::DropAfter(n)),
-                Ok(fake_mssql::Fault::Stall) => Ok(Failure::Stall),
-                Ok(fake_mssql::Fault::StallAfter(n)) => Ok(Failure::StallAfter(n)),
-                Ok(other) => Err(err(&format!("`{other}` is not a mode of the fake ERP"))),
+            "null-at" => Ok(Failure::NullAt(count()?)),
+            "overflow-at" => Ok(Failure::OverflowAt(count()?)),
+            _ => match s.parse::<Fault>() {
+                Ok(fault) => Ok(Failure::Server(fault)),
                 Err(e) => Err(ParseFailureError {
                     input: s.to_owned(),
                     reason: e.reason().to_owned(),
@@ -111,12 +90,8 @@ impl FromStr for Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Login => f.write_str("login"),
-            Failure::Tls => f.write_str("tls"),
+            Failure::Server(fault) => fault.fmt(f),
             Failure::Sql => f.write_str("sql"),
-            Failure::DropAfter(n) => write!(f, "drop-after:{n}"),
-            Failure::Stall => f.write_str("stall"),
-            Failure::StallAfter(n) => write!(f, "stall-after:{n}"),
             Failure::NullAt(n) => write!(f, "null-at:{n}"),
             Failure::OverflowAt(n) => write!(f, "overflow-at:{n}"),
             Failure::WrongType => f.write_str("wrong-type"),
@@ -126,13 +101,9 @@ impl fmt::Display for Failure {
 
 impl Failure {
     /// The part of the fault the SQL Server itself injects (the rest is in the view's rows).
-    pub(crate) fn server_fault(self) -> Option<fake_mssql::Fault> {
+    pub(crate) fn server_fault(self) -> Option<Fault> {
         match self {
-            Failure::Login => Some(fake_mssql::Fault::Login),
-            Failure::Tls => Some(fake_mssql::Fault::Tls),
-            Failure::DropAfter(n) => Some(fake_mssql::Fault::DropAfter(n)),
-            Failure::Stall => Some(fake_mssql::Fault::Stall),
-            Failure::StallAfter(n) => Some(fake_mssql::Fault::StallAfter(n)),
+            Failure::Server(fault) => Some(fault),
             Failure::Sql | Failure::NullAt(_) | Failure::OverflowAt(_) | Failure::WrongType => None,
         }
     }
@@ -176,12 +147,12 @@ mod tests {
     #[test]
     fn every_mode_round_trips() {
         let all = [
-            Failure::Login,
-            Failure::Tls,
+            Failure::Server(Fault::Login),
+            Failure::Server(Fault::Tls),
             Failure::Sql,
-            Failure::DropAfter(500),
-            Failure::Stall,
-            Failure::StallAfter(0),
+            Failure::Server(Fault::DropAfter(500)),
+            Failure::Server(Fault::Stall),
+            Failure::Server(Fault::StallAfter(0)),
             Failure::NullAt(7),
             Failure::OverflowAt(12_345),
             Failure::WrongType,
@@ -194,7 +165,10 @@ mod tests {
 
     #[test]
     fn parsing_is_lenient_about_case_and_spaces() {
-        assert_eq!(" Drop-After: 3 ".parse(), Ok(Failure::DropAfter(3)));
+        assert_eq!(
+            " Drop-After: 3 ".parse(),
+            Ok(Failure::Server(Fault::DropAfter(3)))
+        );
         assert_eq!("WRONG-TYPE".parse(), Ok(Failure::WrongType));
     }
 

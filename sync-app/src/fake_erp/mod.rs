@@ -115,20 +115,23 @@ impl std::fmt::Debug for FakeErpConfig {
     }
 }
 
+/// 1,000 orders, seed 42, the modern schema; the server's side as fake-mssql's defaults
+/// (optional encryption, `sync` / `sync`, database `erp`).
 impl Default for FakeErpConfig {
     fn default() -> Self {
+        let server = ServerConfig::default();
         FakeErpConfig {
             orders: 1000,
             seed: 42,
             fail: None,
             evolve: false,
             schema: Schema::Modern,
-            encryption: Encryption::Optional,
+            encryption: server.get_encryption(),
+            user: server.get_user().to_owned(),
+            password: server.get_password().to_owned(),
+            database: server.get_database().to_owned(),
             identity: None,
             cert_names: Vec::new(),
-            user: "sync".into(),
-            password: "sync".into(),
-            database: "erp".into(),
             access_token: None,
             windows_login: None,
             instance: None,
@@ -219,7 +222,13 @@ impl OpenOrdersView {
     fn describe(&self, query: &Query<'_>) -> Reply {
         let config = &self.config;
         self.describes.statements.fetch_add(1, Ordering::Relaxed);
-        if matches!(config.fail, Some(Failure::DropAfter(_) | Failure::StallAfter(_))) {
+        if matches!(
+            config.fail,
+            Some(
+                Failure::Server(fake_mssql::Fault::DropAfter(_))
+                    | Failure::Server(fake_mssql::Fault::StallAfter(_))
+            )
+        ) {
             // The server's fault would hit this result set, not the open orders.
             return Reply::Error(SqlError::new(
                 229,

@@ -1,19 +1,25 @@
 //! `/open_orders`: the local snapshot with search, sort, pages and totals.
+//!
+//! The parameters (`?q=&sort=&dir=&page=`) are read by poem's `Query` into
+//! [`OrderParams`]; every failure is a [`PageError`] that joblog-web's error pages render,
+//! with a way back to this page.
 
 use std::sync::Arc;
 
-use joblog::{Cursor, RunFilter, RunStatus};
+use joblog::RunStatus;
+use joblog::query::{Cursor, RunFilter};
+use joblog_web::PageError;
 use minijinja::context;
-use minijinja::value::Serde;
+use minijinja::value::{Serde, Value};
+use poem::handler;
 use poem::http::StatusCode;
-use poem::web::Data;
-use poem::{Request, Response, handler};
+use poem::web::{Data, Html, Query};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::de::{Deserializer, Error as _};
+use serde::{Deserialize, Serialize};
 
 use super::PageState;
-use crate::open_orders::importer::thousands;
-use crate::open_orders::query::{self, OrderQuery, Sort};
+use crate::open_orders::query::{self, OrderQuery, OrdersPage, Sort, StoredOrder};
 use crate::sync_job::JOB_NAME;
 
 /// Rows per page.
@@ -91,22 +97,93 @@ fn money(d: Decimal, min_scale: u32) -> String {
     }
 }
 
-fn failure(state: &PageState, base: &str, status: StatusCode, heading: &str, message: String) -> Response {
-    let html = state
-        .templates
-        .get_template("error.html")
-        .and_then(|t| t.render(context! { heading, message, ..state.shell.context(base) }))
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "sync-app: error template failed");
-            "error".into()
-        });
-    Response::builder()
-        .status(status)
-        .content_type("text/html; charset=utf-8")
-        .body(html)
+/// Longest search text kept.
+const MAX_SEARCH: usize = 200;
+/// The run pages are mounted at the root of the app.
+const BASE: &str = "";
+
+/// The page's parameters: `?q=&sort=&dir=&page=`. Empty values count as absent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct OrderParams {
+    /// The search text, trimmed, at most 200 characters.
+    #[serde(deserialize_with = "search")]
+    q: String,
+    /// The sort column (default: order number).
+    #[serde(deserialize_with = "sort")]
+    sort: Option<Sort>,
+    /// `desc` or `asc` (default).
+    #[serde(deserialize_with = "descending")]
+    dir: bool,
+    /// The page, from 1 (default 1).
+    #[serde(deserialize_with = "page")]
+    page: Option<u32>,
 }
 
-fn href(base: &str, search: &str, sort: Sort, descending: bool, page: u32) -> String {
+/// The value trimmed; `None` when empty.
+fn given<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = String::deserialize(d)?;
+    Ok(Some(value.trim().to_owned()).filter(|v| !v.is_empty()))
+}
+
+fn search<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(given(d)?
+        .map(|q| q.chars().take(MAX_SEARCH).collect())
+        .unwrap_or_default())
+}
+
+fn sort<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Sort>, D::Error> {
+    given(d)?
+        .map(|v| {
+            v.parse::<Sort>().map_err(|e| {
+                let keys: Vec<&str> = Sort::ALL.iter().map(|(_, k)| *k).collect();
+                D::Error::custom(format!("{e}; use one of: {}.", keys.join(", ")))
+            })
+        })
+        .transpose()
+}
+
+fn descending<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match given(d)?.as_deref() {
+        None | Some("asc") => Ok(false),
+        Some("desc") => Ok(true),
+        Some(other) => Err(D::Error::custom(format!(
+            "dir must be asc or desc, not {other:?}."
+        ))),
+    }
+}
+
+fn page<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    given(d)?
+        .map(|p| {
+            p.parse::<u32>()
+                .ok()
+                .filter(|p| *p >= 1)
+                .ok_or_else(|| D::Error::custom("page must be a whole number from 1."))
+        })
+        .transpose()
+}
+
+impl OrderParams {
+    fn query(&self) -> OrderQuery {
+        OrderQuery {
+            search: (!self.q.is_empty()).then(|| self.q.clone()),
+            sort: self.sort.unwrap_or(Sort::Order),
+            descending: self.dir,
+            page: self.page.unwrap_or(1),
+            per_page: PER_PAGE,
+        }
+    }
+}
+
+/// A failure of this page: its heading, and the way back to the page's first view.
+fn failure(error: PageError, heading: &str) -> PageError {
+    error
+        .heading(heading)
+        .back_to("Open Orders", format!("{BASE}/open_orders"))
+}
+
+fn href(search: &str, sort: Sort, descending: bool, page: u32) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
     if !search.is_empty() {
         q.append_pair("q", search);
@@ -116,87 +193,63 @@ fn href(base: &str, search: &str, sort: Sort, descending: bool, page: u32) -> St
     if page > 1 {
         q.append_pair("page", &page.to_string());
     }
-    format!("{base}/open_orders?{}", q.finish())
+    format!("{BASE}/open_orders?{}", q.finish())
 }
 
+/// `GET /open_orders`.
 #[handler]
-pub(crate) async fn open_orders_page(req: &Request, state: Data<&Arc<PageState>>) -> Response {
+pub(crate) async fn open_orders_page(
+    params: poem::Result<Query<OrderParams>>,
+    state: Data<&Arc<PageState>>,
+) -> Result<Html<String>, PageError> {
     let state: &PageState = &state;
-    // The run pages are mounted at the root of the app.
-    let base = "";
-    let params: Vec<(String, String)> = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let get = |key: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.trim())
-            .filter(|v| !v.is_empty())
-    };
-    let bad = |message: String| failure(state, base, StatusCode::BAD_REQUEST, "Bad request", message);
-
-    let search = get("q").unwrap_or("").chars().take(200).collect::<String>();
-    let sort = match get("sort").map(str::parse::<Sort>) {
-        None => Sort::Order,
-        Some(Ok(s)) => s,
-        Some(Err(e)) => {
-            let keys: Vec<&str> = Sort::ALL.iter().map(|(_, k)| *k).collect();
-            return bad(format!("{e}; use one of: {}.", keys.join(", ")));
-        }
-    };
-    let descending = match get("dir") {
-        None | Some("asc") => false,
-        Some("desc") => true,
-        Some(other) => return bad(format!("dir must be asc or desc, not {other:?}.")),
-    };
-    let page = match get("page").map(str::parse::<u32>) {
-        None => 1,
-        Some(Ok(p)) if p >= 1 => p,
-        _ => return bad("page must be a whole number from 1.".into()),
-    };
-
-    let query = OrderQuery {
-        search: (!search.is_empty()).then(|| search.clone()),
-        sort,
-        descending,
-        page,
-        per_page: PER_PAGE,
-    };
-    let result = match query::page_consistent(state.logger.db(), &query).await {
-        Ok(r) => r,
-        Err(e) => {
+    let Query(params) = params.map_err(|e| failure(e.into(), "Bad request"))?;
+    let query = params.query();
+    let orders = query::page_consistent(state.logger.db(), &query)
+        .await
+        .map_err(|e| {
             tracing::error!(error = %e, "sync-app: reading open_orders failed");
-            return failure(
-                state,
-                base,
-                StatusCode::INTERNAL_SERVER_ERROR,
+            failure(
+                PageError::internal("The open orders could not be read; see the server log."),
                 "Database error",
-                "The open orders could not be read; see the server log.".into(),
-            );
-        }
-    };
-    let pages = (result.total_rows.div_ceil(u64::from(PER_PAGE))).max(1);
-    if u64::from(page) > pages && result.total_rows > 0 {
-        return failure(
-            state,
-            base,
-            StatusCode::NOT_FOUND,
+            )
+        })?;
+    let pages = orders.total_rows.div_ceil(u64::from(PER_PAGE)).max(1);
+    if u64::from(query.page) > pages && orders.total_rows > 0 {
+        let message = if pages == 1 {
+            "There is 1 page of results.".to_owned()
+        } else {
+            format!("There are {pages} pages of results.")
+        };
+        return Err(failure(
+            PageError::new(StatusCode::NOT_FOUND, message),
             "No such page",
-            if pages == 1 {
-                "There is 1 page of results.".to_string()
-            } else {
-                format!("There are {pages} pages of results.")
-            },
-        );
+        ));
     }
+    let last_sync = last_sync(state).await;
+    let ctx = view(state, &query, orders, pages, last_sync);
+    state
+        .templates
+        .get_template("open_orders.html")
+        .and_then(|t| t.render(ctx))
+        .map(Html)
+        .map_err(|e| {
+            tracing::error!(error = %e, "sync-app: open_orders template failed");
+            failure(
+                PageError::internal("The page could not be rendered; see the server log."),
+                "Template error",
+            )
+        })
+}
 
+/// The newest successful sync, for the line above the table (none if it cannot be read).
+async fn last_sync(state: &PageState) -> Option<LastSync> {
     let filter = RunFilter {
         status: Some(RunStatus::Success),
         job: Some(JOB_NAME.into()),
         text: None,
     };
-    let last_sync = match state.logger.list_runs(&filter, Cursor::First, 1).await {
+    match state.logger.list_runs(&filter, Cursor::First, 1).await {
         Ok(p) => p.runs.into_iter().next().map(|item| LastSync {
             id: item.run.id,
             at: state
@@ -208,50 +261,52 @@ pub(crate) async fn open_orders_page(req: &Request, state: Data<&Arc<PageState>>
             tracing::warn!(error = %e, "sync-app: reading the last sync failed");
             None
         }
-    };
-    let snapshot_at = result.rows.first().map(|r| state.shell.time(r.synced_at));
+    }
+}
 
-    let date = |d: Option<chrono::NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
-    let rows: Vec<RowView> = result
-        .rows
-        .into_iter()
-        .map(|r| {
-            let o = r.order;
-            RowView {
-                order_no: o.order_no,
-                line_no: o.line_no,
-                customer_code: o.customer_code,
-                customer_name: o.customer_name,
-                item_code: o.item_code,
-                item_description: o.item_description.unwrap_or_default(),
-                qty_ordered: money(o.qty_ordered, 0),
-                qty_shipped: money(o.qty_shipped, 0),
-                qty_open: money(o.qty_open, 0),
-                unit_price: money(o.unit_price, 2),
-                line_amount: money(o.line_amount, 2),
-                currency: o.currency,
-                order_date: o.order_date.to_string(),
-                requested_date: date(o.requested_date),
-                promised_date: date(o.promised_date),
-                warehouse: o.warehouse.unwrap_or_default(),
-                status: o.status,
-                rush: o.rush,
-            }
-        })
-        .collect();
+impl RowView {
+    fn of(r: StoredOrder) -> Self {
+        let date = |d: Option<chrono::NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+        let o = r.order;
+        Self {
+            order_no: o.order_no,
+            line_no: o.line_no,
+            customer_code: o.customer_code,
+            customer_name: o.customer_name,
+            item_code: o.item_code,
+            item_description: o.item_description.unwrap_or_default(),
+            qty_ordered: money(o.qty_ordered, 0),
+            qty_shipped: money(o.qty_shipped, 0),
+            qty_open: money(o.qty_open, 0),
+            unit_price: money(o.unit_price, 2),
+            line_amount: money(o.line_amount, 2),
+            currency: o.currency,
+            order_date: o.order_date.to_string(),
+            requested_date: date(o.requested_date),
+            promised_date: date(o.promised_date),
+            warehouse: o.warehouse.unwrap_or_default(),
+            status: o.status,
+            rush: o.rush,
+        }
+    }
+}
+
+/// The table's columns; the sortable ones link to their sort.
+fn columns(query: &OrderQuery) -> Vec<Column> {
+    let search = query.search.as_deref().unwrap_or("");
     let col = |label, class, s: Option<Sort>| {
-        let active = s == Some(sort);
+        let active = s == Some(query.sort);
         Column {
             label,
             class,
             sort: s.is_some(),
             // Clicking the active column flips the direction; another starts ascending.
-            href: s.map_or_else(String::new, |s| href(base, &search, s, active && !descending, 1)),
+            href: s.map_or_else(String::new, |s| href(search, s, active && !query.descending, 1)),
             active,
-            arrow: if descending { "▼" } else { "▲" },
+            arrow: if query.descending { "▼" } else { "▲" },
         }
     };
-    let columns = vec![
+    vec![
         col("Order/Line", "", Some(Sort::Order)),
         col("Customer", "", Some(Sort::Customer)),
         col("Item", "", Some(Sort::Item)),
@@ -265,8 +320,21 @@ pub(crate) async fn open_orders_page(req: &Request, state: Data<&Arc<PageState>>
         col("Promised", "", Some(Sort::PromisedDate)),
         col("Warehouse", "", None),
         col("Status", "", Some(Sort::Status)),
-    ];
-    let totals: Vec<Total> = result
+    ]
+}
+
+/// What the template shows: the rows, the columns, the totals, the pager, the last sync.
+fn view(
+    state: &PageState,
+    query: &OrderQuery,
+    orders: OrdersPage,
+    pages: u64,
+    last_sync: Option<LastSync>,
+) -> Value {
+    let search = query.search.clone().unwrap_or_default();
+    let (sort, descending, page) = (query.sort, query.descending, query.page);
+    let snapshot_at = orders.rows.first().map(|r| state.shell.time(r.synced_at));
+    let totals: Vec<Total> = orders
         .amount_by_currency
         .into_iter()
         .map(|(currency, amount)| Total {
@@ -274,42 +342,22 @@ pub(crate) async fn open_orders_page(req: &Request, state: Data<&Arc<PageState>>
             amount: money(amount, 2),
         })
         .collect();
-    let prev_href = (page > 1).then(|| href(base, &search, sort, descending, page - 1));
-    let next_href = (u64::from(page) < pages).then(|| href(base, &search, sort, descending, page + 1));
-    let ctx = context! {
+    let rows: Vec<RowView> = orders.rows.into_iter().map(RowView::of).collect();
+    context! {
+        prev_href => (page > 1).then(|| href(&search, sort, descending, page - 1)),
+        next_href => (u64::from(page) < pages).then(|| href(&search, sort, descending, page + 1)),
         search,
         sort => sort.key(),
         dir => if descending { "desc" } else { "asc" },
         rows => Serde(rows),
-        columns => Serde(columns),
+        columns => Serde(columns(query)),
         totals => Serde(totals),
-        total_rows => thousands(result.total_rows),
+        total_rows => joblog::format::count(orders.total_rows),
         page,
         pages,
-        prev_href,
-        next_href,
         last_sync => last_sync.map(Serde),
         snapshot_at,
-        ..state.shell.context(base)
-    };
-    match state
-        .templates
-        .get_template("open_orders.html")
-        .and_then(|t| t.render(ctx))
-    {
-        Ok(html) => Response::builder()
-            .content_type("text/html; charset=utf-8")
-            .body(html),
-        Err(e) => {
-            tracing::error!(error = %e, "sync-app: open_orders template failed");
-            failure(
-                state,
-                base,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Template error",
-                "The page could not be rendered; see the server log.".into(),
-            )
-        }
+        ..state.shell.context(BASE)
     }
 }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
+use joblog::format::{count, duration, rate};
 use joblog::{DatabaseConnection, RunHandle};
 use sea_orm::sqlx;
 
@@ -29,12 +30,23 @@ use sink::Sink;
 /// Rows per batch of the swap step (one `Batch i/n` line each).
 pub const SWAP_BATCH_ROWS: u64 = 10_000;
 
-/// Where progress lines go: a joblog run, or anything else (tests collect them).
+/// Where an import's progress goes: a joblog run, the terminal's progress bar, or anything
+/// else (tests collect the lines).
+///
+/// The importer reports each step once through [`step`](Progress::step), as numbers; by
+/// default its line ([`Step::line`]) goes to [`info`](Progress::info), so a run's details read
+/// `Fetched 12,000 rows so far (8,000 rows/s)`, `Batch 2/5 (10,000 rows)`, …
 pub trait Progress: Send + Sync {
     /// An informational line.
     fn info(&self, message: String);
     /// A warning line.
     fn warn(&self, message: String);
+    /// A step of the import, as numbers. The default writes its line, if it has one.
+    fn step(&self, step: Step) {
+        if let Some(line) = step.line() {
+            self.info(line);
+        }
+    }
 }
 
 impl Progress for RunHandle {
@@ -53,6 +65,99 @@ pub struct NoProgress;
 impl Progress for NoProgress {
     fn info(&self, _: String) {}
     fn warn(&self, _: String) {}
+}
+
+/// One step of an import, as numbers (what a progress bar draws); [`Step::line`] is the
+/// detail a run records for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Step {
+    /// Rows read from the source so far: reported at every staged batch, for a progress
+    /// bar; no line.
+    Reading {
+        /// Rows read.
+        rows: u64,
+        /// Since the import started.
+        elapsed: Duration,
+    },
+    /// Rows staged so far, every few seconds while the source is still being read.
+    Fetching {
+        /// Rows staged.
+        rows: u64,
+        /// Since the import started.
+        elapsed: Duration,
+    },
+    /// Every row is read and staged.
+    Fetched {
+        /// Rows read.
+        rows: u64,
+        /// Time to read and stage them.
+        elapsed: Duration,
+    },
+    /// The swap transaction begins.
+    Replacing {
+        /// Rows to copy.
+        rows: u64,
+        /// Batches they are copied in.
+        batches: u64,
+    },
+    /// A batch of the swap is copied.
+    Batch {
+        /// Its number, from 1.
+        index: u64,
+        /// How many batches there are.
+        batches: u64,
+        /// Rows in this batch.
+        rows: u64,
+    },
+    /// The swap committed.
+    Replaced {
+        /// Rows now in `open_orders`.
+        rows: u64,
+        /// Rows the previous snapshot had.
+        previous: u64,
+        /// Time of the swap transaction.
+        elapsed: Duration,
+    },
+}
+
+impl Step {
+    /// The line a run records for this step (`Batch 2/5 (10,000 rows)`); `None` for
+    /// [`Step::Reading`], which only feeds progress bars.
+    #[must_use]
+    pub fn line(&self) -> Option<String> {
+        Some(match *self {
+            Step::Reading { .. } => return None,
+            Step::Fetching { rows, elapsed } => {
+                format!(
+                    "Fetched {} rows so far ({} rows/s)",
+                    count(rows),
+                    rate(rows, elapsed)
+                )
+            }
+            Step::Fetched { rows, elapsed } => {
+                format!("Fetched {} open orders in {}", count(rows), duration(elapsed))
+            }
+            Step::Replacing { rows, batches } => format!(
+                "Replacing open_orders in one transaction ({} rows, {batches} batch{})",
+                count(rows),
+                if batches == 1 { "" } else { "es" }
+            ),
+            Step::Batch { index, batches, rows } => {
+                format!("Batch {index}/{batches} ({} rows)", count(rows))
+            }
+            Step::Replaced {
+                rows,
+                previous,
+                elapsed,
+            } => format!(
+                "Replaced open_orders: {} rows (previous snapshot: {} rows) in {}",
+                count(rows),
+                count(previous),
+                duration(elapsed)
+            ),
+        })
+    }
 }
 
 /// Why an import failed. In every case the previous snapshot is intact.
@@ -105,7 +210,7 @@ pub struct OpenOrdersImporter {
 
 impl OpenOrdersImporter {
     /// An importer writing through `db` (SQLite, PostgreSQL or MySQL). The tables must
-    /// exist (`SyncAppMigrator`).
+    /// exist (`open_orders::SyncAppMigrator`).
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
     }
@@ -155,6 +260,10 @@ where
             }
             read += 1;
             if batch.len() == batch_rows {
+                progress.step(Step::Reading {
+                    rows: read,
+                    elapsed: started.elapsed(),
+                });
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_rows));
                 if tx.send(full).await.is_err() {
                     return Ok(read); // the writer failed; its error is reported
@@ -167,23 +276,20 @@ where
         Ok(read)
     };
     let report = |staged: u64| {
-        let secs = started.elapsed().as_secs_f64();
-        progress.info(format!(
-            "Fetched {} rows so far ({} rows/s)",
-            thousands(staged),
-            thousands(rate(staged, secs))
-        ));
+        progress.step(Step::Fetching {
+            rows: staged,
+            elapsed: started.elapsed(),
+        });
     };
     let consume = sink.stage(rx, &report);
     let (read, staged) = tokio::join!(produce, consume);
     read?;
     let fetched = staged.map_err(local("staging rows"))?;
     let fetch_time = started.elapsed();
-    progress.info(format!(
-        "Fetched {} open orders in {:.1} s",
-        thousands(fetched),
-        fetch_time.as_secs_f64()
-    ));
+    progress.step(Step::Fetched {
+        rows: fetched,
+        elapsed: fetch_time,
+    });
     if fetched == 0 {
         progress.warn("Source returned 0 rows: open_orders will be empty".into());
     }
@@ -191,27 +297,24 @@ where
     // Swap.
     let synced_at = Utc::now();
     let batches = fetched.div_ceil(SWAP_BATCH_ROWS);
-    progress.info(format!(
-        "Replacing open_orders in one transaction ({} rows, {} batch{})",
-        thousands(fetched),
+    progress.step(Step::Replacing {
+        rows: fetched,
         batches,
-        if batches == 1 { "" } else { "es" }
-    ));
+    });
     let swap_started = Instant::now();
-    let on_batch = |i: u64, k: u64| {
-        progress.info(format!("Batch {i}/{batches} ({} rows)", thousands(k)));
+    let on_batch = |index: u64, rows: u64| {
+        progress.step(Step::Batch { index, batches, rows });
     };
     let (previous, inserted) = sink
         .swap(fetched, SWAP_BATCH_ROWS, synced_at, &on_batch)
         .await
         .map_err(local("replacing open_orders"))?;
     let replace_time = swap_started.elapsed();
-    progress.info(format!(
-        "Replaced open_orders: {} rows (previous snapshot: {} rows) in {:.1} s",
-        thousands(inserted),
-        thousands(previous),
-        replace_time.as_secs_f64()
-    ));
+    progress.step(Step::Replaced {
+        rows: inserted,
+        previous,
+        elapsed: replace_time,
+    });
     Ok(ImportStats {
         fetched,
         inserted,
@@ -223,34 +326,69 @@ where
     })
 }
 
-fn rate(rows: u64, secs: f64) -> u64 {
-    if secs > 0.0 {
-        (rows as f64 / secs) as u64
-    } else {
-        rows
-    }
-}
-
-/// `1234567` → `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::Step;
+
     #[test]
-    fn thousands() {
-        assert_eq!(super::thousands(0), "0");
-        assert_eq!(super::thousands(999), "999");
-        assert_eq!(super::thousands(1000), "1,000");
-        assert_eq!(super::thousands(1_234_567), "1,234,567");
+    fn step_lines_are_the_run_details() {
+        let lines = [
+            (
+                Step::Reading {
+                    rows: 5,
+                    elapsed: Duration::from_secs(1),
+                },
+                None,
+            ),
+            (
+                Step::Fetching {
+                    rows: 24_000,
+                    elapsed: Duration::from_secs(3),
+                },
+                Some("Fetched 24,000 rows so far (8,000 rows/s)"),
+            ),
+            (
+                Step::Fetched {
+                    rows: 25_000,
+                    elapsed: Duration::from_millis(3_210),
+                },
+                Some("Fetched 25,000 open orders in 3.21s"),
+            ),
+            (
+                Step::Replacing {
+                    rows: 25_000,
+                    batches: 3,
+                },
+                Some("Replacing open_orders in one transaction (25,000 rows, 3 batches)"),
+            ),
+            (
+                Step::Replacing {
+                    rows: 1_500,
+                    batches: 1,
+                },
+                Some("Replacing open_orders in one transaction (1,500 rows, 1 batch)"),
+            ),
+            (
+                Step::Batch {
+                    index: 2,
+                    batches: 3,
+                    rows: 10_000,
+                },
+                Some("Batch 2/3 (10,000 rows)"),
+            ),
+            (
+                Step::Replaced {
+                    rows: 25_000,
+                    previous: 0,
+                    elapsed: Duration::from_millis(850),
+                },
+                Some("Replaced open_orders: 25,000 rows (previous snapshot: 0 rows) in 850ms"),
+            ),
+        ];
+        for (step, want) in lines {
+            assert_eq!(step.line().as_deref(), want, "{step:?}");
+        }
     }
 }

@@ -13,10 +13,6 @@ use tokio::sync::mpsc;
 use crate::open_orders::{FIELDS, Kind, OpenOrder};
 
 const STAGING: &str = "open_orders_incoming";
-/// SQLite's default limit of bind parameters per statement (since 3.32).
-const SQLITE_BINDS: usize = 32_766;
-/// PostgreSQL's and MySQL's limit (a 16-bit count in the protocol).
-const WIRE_BINDS: usize = 65_535;
 /// A progress line while staging at most this often.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
 
@@ -226,11 +222,12 @@ impl Sink {
     /// Rows per staged batch: as many as the backend's bind limit allows.
     pub(super) fn batch_rows(&self) -> usize {
         let per_row = FIELDS.len() + 1;
+        let limit = joblog_migrations::schema::max_bind_parameters;
         match &self.conn {
-            Conn::Sqlite(_) => SQLITE_BINDS / per_row,
+            Conn::Sqlite(_) => limit(DbBackend::Sqlite) / per_row,
             // COPY has no binds; this is only the hand-off size between the two tasks.
             Conn::Postgres(_) => 2_000,
-            Conn::MySql(_) => WIRE_BINDS / per_row,
+            Conn::MySql(_) => limit(DbBackend::MySql) / per_row,
         }
     }
 

@@ -128,8 +128,17 @@ async fn schema(conn: &DatabaseConnection) -> Vec<String> {
     out
 }
 
-/// Tables joblog's migrations added after 0.1.0 (extend it with each new table).
-const NEW_TABLES: [&str; 1] = ["joblog_secrets"];
+/// What joblog's migrations added after 0.1.0, as names or parts of names found in the
+/// catalog rows that describe it (extend it with each new table, index or trigger): the
+/// secrets table, the search index (SQLite's FTS5 tables and their triggers, PostgreSQL's
+/// trigram indexes), and the per-job run counts with their triggers.
+const NEW_TABLES: [&str; 5] = [
+    "joblog_secrets",
+    "joblog_search_index",
+    "_fts",
+    "_trgm",
+    "job_run_counts",
+];
 
 /// `rows` without those that describe a table added after 0.1.0.
 fn without_new_tables(rows: &[String]) -> Vec<String> {

@@ -400,6 +400,8 @@ async fn one_write_run(kind: Kind, n: u64, with_index: bool) -> Result<Option<(D
     let result = async {
         let logger = JobLogger::builder()
             .queue_capacity(n as usize + 1_000)
+            // flush() waits for the whole queue: far longer than a job's usual bound.
+            .durability_timeout(Duration::from_secs(600))
             .connect(&bdb.url)
             .await?;
         logger.migrate().await?;

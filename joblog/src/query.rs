@@ -827,6 +827,14 @@ impl JobLogger {
                 q.all(db).await?
             }
             DbBackend::Postgres => {
+                // A term in very many lines (`Job started`): the trigram index would build a
+                // bitmap of every line holding it — seconds at ten million details — only
+                // to find more than the cap. The planner's estimate (its statistics sample
+                // tried against the pattern) says so in a millisecond; the scan then fills
+                // the page from the newest runs at once.
+                if postgres_estimated_lines(db, &pattern).await? > cap {
+                    return Ok(None);
+                }
                 let mut q = Sql::new(
                     backend,
                     "SELECT id FROM (SELECT job_log_id AS id FROM job_log_details WHERE message ILIKE ",
@@ -1160,6 +1168,31 @@ fn database_error(err: &DbErr) -> Option<&(dyn sea_orm::sqlx::error::DatabaseErr
 }
 
 /// Whether the database stopped a statement at its time limit.
+/// The PostgreSQL planner's estimate of the lines (details and run names) containing
+/// `pattern` (an `ILIKE` pattern escaped with `!`), from the first line of `EXPLAIN`.
+async fn postgres_estimated_lines(db: &sea_orm::DatabaseConnection, pattern: &str) -> Result<u64> {
+    let mut total = 0u64;
+    for (table, column) in [("job_log_details", "message"), ("job_logs", "name")] {
+        let mut q = Sql::new(
+            DbBackend::Postgres,
+            &format!("EXPLAIN SELECT 1 FROM {table} WHERE {column} ILIKE "),
+        );
+        q.bind(pattern.to_owned()).push(" ESCAPE '!'");
+        let rows = q.all(db).await?;
+        let Some(first) = rows.first() else { continue };
+        let line: String = first.try_get_by_index(0)?;
+        total += estimated_rows(&line).unwrap_or(0);
+    }
+    Ok(total)
+}
+
+/// `rows=N` in a line of PostgreSQL's `EXPLAIN` text.
+fn estimated_rows(line: &str) -> Option<u64> {
+    let rest = &line[line.find(" rows=")? + 6..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 fn is_timeout(err: &DbErr) -> bool {
     let Some(db) = database_error(err) else {
         return false;
@@ -1303,5 +1336,16 @@ mod tests {
         assert_eq!(percentile(&d, 95), Some(Duration::from_secs(95)));
         assert_eq!(percentile(&d[..1], 95), Some(Duration::from_secs(1)));
         assert_eq!(percentile(&[], 50), None);
+    }
+
+    #[test]
+    fn rows_from_an_explain_line() {
+        let line = "Bitmap Heap Scan on job_log_details  (cost=123.45..6789.00 rows=1000345 width=4)";
+        assert_eq!(estimated_rows(line), Some(1_000_345));
+        assert_eq!(
+            estimated_rows("Seq Scan on job_logs  (cost=0.00..1.01 rows=1 width=4)"),
+            Some(1)
+        );
+        assert_eq!(estimated_rows("  Recheck Cond: (message ~~* '%x%'::text)"), None);
     }
 }

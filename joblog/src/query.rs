@@ -838,7 +838,7 @@ impl JobLogger {
                 );
                 q.bind(pattern.clone())
                     .push(" ESCAPE '!' UNION ALL SELECT id FROM job_logs WHERE name ILIKE ")
-                    .bind(pattern)
+                    .bind(pattern.clone())
                     .push(&format!(" ESCAPE '!') m LIMIT {cap}"));
                 let millis = time.as_millis().clamp(1, u128::from(u32::MAX));
                 let txn = db.begin().await?;

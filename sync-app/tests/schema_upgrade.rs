@@ -128,8 +128,17 @@ async fn schema(conn: &DatabaseConnection) -> Vec<String> {
     out
 }
 
-/// Tables joblog's migrations added after 0.1.0 (extend it with each new table).
-const NEW_TABLES: [&str; 1] = ["joblog_secrets"];
+/// Tables joblog's migrations added after 0.1.0 (extend it with each new table), and
+/// what they added to old tables: a catalog row naming any of these is new.
+const NEW_TABLES: [&str; 5] = [
+    "joblog_secrets",
+    // Issue 12: run counts kept by triggers, indexed run search (SQLite FTS5 tables and
+    // their triggers, PostgreSQL pg_trgm GIN indexes).
+    "job_run_counts",
+    "joblog_search_index",
+    "_fts",
+    "_trgm",
+];
 
 /// `rows` without those that describe a table added after 0.1.0.
 fn without_new_tables(rows: &[String]) -> Vec<String> {
@@ -252,6 +261,11 @@ async fn a_database_made_by_0_1_0_migrates_on(db: TestDb) {
     assert_eq!((stats.fetched, stats.inserted, stats.previous), (30, 30, 12));
     logger.flush().await.expect("flush");
     assert_eq!(count(&after, "open_orders").await, 30);
+    assert_eq!(
+        schema(&after).await,
+        new_schema,
+        "the sync swapped in a table with the same names and definitions"
+    );
     after.close().await.ok();
 }
 

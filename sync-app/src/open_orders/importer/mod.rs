@@ -70,7 +70,7 @@ pub const CHUNK_ROWS: u64 = sink::CHUNK_ROWS;
 ///
 /// The importer reports each step once through [`step`](Progress::step), as numbers; by
 /// default its line ([`Step::line`]) goes to [`info`](Progress::info), so a run's details read
-/// `Fetched 12,000 rows so far (8,000 rows/s)`, `Batch 2/5 (10,000 rows)`, …
+/// `Fetched 12,000 rows so far (8,000 rows/s)`, `Batch 2 (10,000 rows, 20,000 staged)`, …
 pub trait Progress: Send + Sync {
     /// An informational line.
     fn info(&self, message: String);

@@ -398,7 +398,7 @@ async fn ours(url: &str, ado: &str, rows: u64, label: &str) -> Result<Row> {
     std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out)?;
     anyhow::ensure!(status.success(), "sync-app sync failed: {out}");
     anyhow::ensure!(
-        out.contains(&format!("{rows} inserted")),
+        out.contains(&format!("{} inserted", thousands(rows))),
         "sync-app sync did not insert {rows} rows: {out}"
     );
     Ok(Row {

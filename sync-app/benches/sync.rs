@@ -298,7 +298,11 @@ async fn floor_postgres(url: &str, rows: u64) -> Result<Row> {
     for (name, def) in &defs {
         let on = def.find(" ON ").context("indexdef")?;
         let using = on + def[on..].find(" USING ").context("indexdef")?;
-        let unique = if def.starts_with("CREATE UNIQUE") { "UNIQUE " } else { "" };
+        let unique = if def.starts_with("CREATE UNIQUE") {
+            "UNIQUE "
+        } else {
+            ""
+        };
         db.execute_unprepared(&format!(
             "CREATE {unique}INDEX {name}_floor ON floor_copy{}",
             &def[using..]
@@ -327,15 +331,18 @@ async fn floor_sqlite(url: &str, rows: u64) -> Result<Row> {
     let db = Database::connect(url).await?;
     let pool = db.get_sqlite_connection_pool();
     db.execute_unprepared("DROP TABLE IF EXISTS floor_copy").await?;
-    let table: String = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'open_orders'")
-        .fetch_one(pool)
-        .await?;
+    let table: String =
+        sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'open_orders'")
+            .fetch_one(pool)
+            .await?;
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'open_orders' AND sql IS NOT NULL",
     )
     .fetch_all(pool)
     .await?;
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM open_orders").fetch_one(pool).await?;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM open_orders")
+        .fetch_one(pool)
+        .await?;
     anyhow::ensure!(n as u64 == rows, "open_orders holds {n} rows, not {rows}");
     db.execute_unprepared(&table.replacen("\"open_orders\"", "\"floor_copy\"", 1))
         .await?;
@@ -345,8 +352,7 @@ async fn floor_sqlite(url: &str, rows: u64) -> Result<Row> {
         .await?;
     let copy_time = t0.elapsed();
     for sql in &indexes {
-        let sql = sql
-            .replacen("\" ON \"open_orders\"", "_floor\" ON \"floor_copy\"", 1);
+        let sql = sql.replacen("\" ON \"open_orders\"", "_floor\" ON \"floor_copy\"", 1);
         db.execute_unprepared(&sql).await?;
     }
     let time = t0.elapsed();

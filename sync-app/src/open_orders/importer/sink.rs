@@ -292,6 +292,17 @@ fn pg_index_on_shadow(def: &str, name: &str) -> Option<String> {
     ))
 }
 
+/// MySQL: one row of `information_schema.STATISTICS`: index name, `NON_UNIQUE`, index
+/// type, column, `SUB_PART`, `COLLATION`.
+type StatisticsRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 fn schema_error(what: String) -> sqlx::Error {
     sqlx::Error::Protocol(what)
 }
@@ -542,14 +553,7 @@ impl Sink {
                 sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE IF EXISTS {SHADOW}, {OLD}")))
                     .execute(&mut **c)
                     .await?;
-                let rows: Vec<(
-                    String,
-                    String,
-                    String,
-                    Option<String>,
-                    Option<String>,
-                    Option<String>,
-                )> = sqlx::query_as(
+                let rows: Vec<StatisticsRow> = sqlx::query_as(
                     "SELECT CAST(INDEX_NAME AS CHAR), CAST(NON_UNIQUE AS CHAR), CAST(INDEX_TYPE AS CHAR), \
                          CAST(COLUMN_NAME AS CHAR), CAST(SUB_PART AS CHAR), CAST(COLLATION AS CHAR) \
                          FROM information_schema.STATISTICS \

@@ -4,7 +4,7 @@
 //! joblog emits each detail as a `tracing` event with target [`joblog::DETAIL_TARGET`], at
 //! the detail's level, with the fields `job` and `run`. [`Terminal::install`] sets up the
 //! subscriber that prints those as plain lines —
-//! `2026-11-28T20:34:51.201337Z  INFO SyncOpenOrdersJob 20261128_203451: Batch 1/3 (10,000 rows)`
+//! `2026-11-28T20:34:51.201337Z  INFO SyncOpenOrdersJob 20261128_203451: Batch 1 (10,000 rows, 10,000 staged)`
 //! — and every other event in `tracing-subscriber`'s usual format, all filtered by
 //! `RUST_LOG` (by default: info). Colours and the bar only when stderr is a terminal (and
 //! `NO_COLOR` is unset); piped or redirected, the output is plain lines without escape
@@ -202,8 +202,8 @@ fn detail_line(at: DateTime<Utc>, level: Level, fields: &DetailFields, ansi: boo
 }
 
 /// `sync`'s progress bar, fed by the importer's steps ([`Progress::step`]): a spinner with
-/// the rows read and the rate while the source is read, then a bar over the swap's
-/// batches. Cleared when dropped.
+/// the rows read and the rate while the source is read, then a bar over the index
+/// builds. Cleared when dropped.
 #[derive(Debug)]
 pub struct SyncProgress {
     terminal: Terminal,
@@ -215,10 +215,8 @@ pub struct SyncProgress {
 struct BarState {
     /// Rows read so far (reading and staging reports interleave; the bar never goes back).
     read: u64,
-    /// Rows copied by the swap so far.
-    copied: u64,
-    /// When the swap began.
-    swap_started: Option<Instant>,
+    /// When the index builds began.
+    index_started: Option<Instant>,
 }
 
 impl SyncProgress {
@@ -258,26 +256,35 @@ impl SyncProgress {
                     duration(elapsed)
                 ));
             }
-            Step::Replacing { rows, batches } => {
-                state.swap_started = Some(Instant::now());
-                state.copied = 0;
-                self.bar.set_length(rows);
-                self.bar.set_position(0);
-                self.bar.set_style(
-                    ProgressStyle::with_template("{spinner:.cyan} Replacing [{bar:20.cyan/blue}] {wide_msg}")
+            Step::Batch { staged, .. } => {
+                state.read = state.read.max(staged);
+                self.bar.set_position(state.read);
+            }
+            Step::Indexing { index, indexes } => {
+                if index == 0 {
+                    state.index_started = Some(Instant::now());
+                    self.bar.set_length(indexes);
+                    self.bar.set_position(0);
+                    self.bar.set_style(
+                        ProgressStyle::with_template(
+                            "{spinner:.cyan} Indexing [{bar:20.cyan/blue}] {wide_msg}",
+                        )
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
                         .progress_chars("=> "),
-                );
-                self.bar.set_message(format!("batch 0/{batches}, 0 rows"));
-            }
-            Step::Batch { index, batches, rows } => {
-                state.copied += rows;
-                self.bar.set_position(state.copied);
-                let elapsed = state.swap_started.map_or(Duration::ZERO, |t| t.elapsed());
+                    );
+                }
+                self.bar.set_position(index);
+                let elapsed = state.index_started.map_or(Duration::ZERO, |t| t.elapsed());
                 self.bar.set_message(format!(
-                    "batch {index}/{batches}, {} rows, {} rows/s",
-                    count(state.copied),
-                    rate(state.copied, elapsed)
+                    "index {index}/{indexes} on {} rows, {}",
+                    count(state.read),
+                    duration(elapsed)
+                ));
+            }
+            Step::Indexed { indexes, elapsed, .. } => {
+                self.bar.set_message(format!(
+                    "{indexes} indexes built in {}; swapping the new snapshot in",
+                    duration(elapsed)
                 ));
             }
             Step::Replaced { rows, previous, .. } => {
@@ -319,15 +326,15 @@ mod tests {
         let fields = DetailFields {
             job: "SyncOpenOrdersJob".into(),
             run: "20261128_203451".into(),
-            message: "Batch 1/3 (10,000 rows)".into(),
+            message: "Batch 1 (10,000 rows, 10,000 staged)".into(),
         };
         assert_eq!(
             detail_line(at, Level::INFO, &fields, false),
-            "2026-11-28T20:34:51.201337Z  INFO SyncOpenOrdersJob 20261128_203451: Batch 1/3 (10,000 rows)\n"
+            "2026-11-28T20:34:51.201337Z  INFO SyncOpenOrdersJob 20261128_203451: Batch 1 (10,000 rows, 10,000 staged)\n"
         );
         assert_eq!(
             detail_line(at, Level::WARN, &fields, false),
-            "2026-11-28T20:34:51.201337Z  WARN SyncOpenOrdersJob 20261128_203451: Batch 1/3 (10,000 rows)\n"
+            "2026-11-28T20:34:51.201337Z  WARN SyncOpenOrdersJob 20261128_203451: Batch 1 (10,000 rows, 10,000 staged)\n"
         );
         let coloured = detail_line(at, Level::ERROR, &fields, true);
         assert!(coloured.contains("\x1b[31mERROR\x1b[0m"), "{coloured:?}");
@@ -339,7 +346,7 @@ mod tests {
     }
 
     #[test]
-    fn the_bar_shows_rows_rate_and_batch() {
+    fn the_bar_shows_rows_rate_and_indexes() {
         let terminal = Terminal::plain();
         let progress = SyncProgress::new(terminal.clone(), ProgressDrawTarget::hidden());
         assert!(
@@ -368,27 +375,12 @@ mod tests {
             rows: 25_000,
             elapsed: 3 * second,
         });
-        progress.step(Step::Replacing {
-            rows: 25_000,
-            batches: 3,
-        });
-        assert_eq!(
-            (progress.bar.position(), progress.bar.length()),
-            (0, Some(25_000))
-        );
-        progress.step(Step::Batch {
-            index: 1,
-            batches: 3,
-            rows: 10_000,
-        });
-        progress.step(Step::Batch {
-            index: 2,
-            batches: 3,
-            rows: 10_000,
-        });
-        assert_eq!(progress.bar.position(), 20_000);
+        progress.step(Step::Indexing { index: 0, indexes: 7 });
+        assert_eq!((progress.bar.position(), progress.bar.length()), (0, Some(7)));
+        progress.step(Step::Indexing { index: 2, indexes: 7 });
+        assert_eq!(progress.bar.position(), 2);
         assert!(
-            progress.bar.message().starts_with("batch 2/3, 20,000 rows, "),
+            progress.bar.message().starts_with("index 2/7 on 25,000 rows, "),
             "{}",
             progress.bar.message()
         );

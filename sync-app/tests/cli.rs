@@ -463,9 +463,9 @@ fn sync_prints_the_details_as_plain_lines_when_not_on_a_terminal() {
         "Connecting to SQL Server 127.0.0.1:",
         "Connected to SQL Server 127.0.0.1:",
         "Fetching open orders: SELECT order_no",
+        "Batch 1 (800 rows, 800 staged)",
         "Fetched 800 open orders in ",
-        "Replacing open_orders in one transaction (800 rows, 1 batch)",
-        "Batch 1/1 (800 rows)",
+        "Indexed the new snapshot (800 rows, ",
         "Replaced open_orders: 800 rows (previous snapshot: 0 rows) in ",
         "Sync completed: 800 rows fetched, 800 rows inserted, ",
     ];

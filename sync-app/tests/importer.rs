@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, Statement};
 use sync_app::erp::{RowError, SourceError};
 use sync_app::open_orders::query::{self, OrderQuery};
-use sync_app::open_orders::{ImportError, OpenOrder, OpenOrdersImporter, Progress};
+use sync_app::open_orders::{ImportError, OpenOrder, OpenOrdersImporter, Progress, Step};
 
 use common::TestDb;
 
@@ -163,10 +163,10 @@ async fn replaces_exactly_and_atomically(db: TestDb) {
     let log = lines.all();
     for expected in [
         "Fetched 25,000 open orders in",
-        "Replacing open_orders in one transaction (25,000 rows, 3 batches)",
-        "Batch 1/3 (10,000 rows)",
-        "Batch 2/3 (10,000 rows)",
-        "Batch 3/3 (5,000 rows)",
+        "Batch 1 (10,000 rows, 10,000 staged)",
+        "Batch 2 (10,000 rows, 20,000 staged)",
+        "Batch 3 (5,000 rows, 25,000 staged)",
+        "Indexed the new snapshot (25,000 rows, ",
         "Replaced open_orders: 25,000 rows (previous snapshot: 0 rows)",
     ] {
         assert!(
@@ -232,6 +232,10 @@ async fn a_source_failure_leaves_the_previous_snapshot(db: TestDb) {
         "{chain}"
     );
     assert_eq!(all_rows(&db).await, before, "previous snapshot intact");
+    assert!(
+        !has_shadow(&db).await,
+        "the shadow table is dropped after a failure"
+    );
     // The connection the importer used is fine for the next import.
     importer
         .replace(rows(2, 10), &Lines::default())
@@ -248,14 +252,14 @@ async fn a_local_failure_leaves_the_previous_snapshot(db: TestDb) {
         .await
         .expect("first import");
     let before = all_rows(&db).await;
-    // The same order line twice: the swap's INSERT hits the unique index in its second batch.
+    // The same order line twice: building the unique index on the shadow table fails.
     let dup = rows(1, 15_000).chain(rows(1, 1));
     let err = importer.replace(dup, &Lines::default()).await.unwrap_err();
     assert!(
         matches!(
             err,
             ImportError::Local {
-                step: "replacing open_orders",
+                step: "indexing open_orders_next",
                 ..
             }
         ),
@@ -347,21 +351,31 @@ async fn joblog_writes_go_on_while_staging(db: TestDb) {
     logger.flush().await.ok();
 }
 
-/// Progress that fires `notify` when the swap's first batch is done.
-struct CancelAtFirstBatch(std::sync::Arc<tokio::sync::Notify>);
+/// Progress that fires `notify` at the first line starting with its prefix, or (prefix
+/// `index`) when the index builds on the shadow table begin.
+struct CancelAt(&'static str, std::sync::Arc<tokio::sync::Notify>);
 
-impl Progress for CancelAtFirstBatch {
+impl Progress for CancelAt {
     fn info(&self, m: String) {
-        if m.starts_with("Batch 1/") {
-            self.0.notify_one();
+        if m.starts_with(self.0) {
+            self.1.notify_one();
         }
     }
     fn warn(&self, _: String) {}
+    fn step(&self, step: Step) {
+        if self.0 == "index" && matches!(step, Step::Indexing { index: 0, .. }) {
+            self.1.notify_one();
+        }
+        if let Some(line) = step.line() {
+            self.info(line);
+        }
+    }
 }
 
-/// An import abandoned half-way (its future dropped: a shutdown, a timeout) — once while
-/// staging, once inside the swap transaction — changes nothing, holds no lock, and the
-/// next import works.
+/// An import abandoned half-way (its future dropped: a shutdown, a timeout, as good as a
+/// killed process for the database) — while reading the source, after staged chunks were
+/// committed to `open_orders_next`, while indexing it — changes nothing, holds no lock, and
+/// the next import works (dropping what was left behind).
 async fn an_abandoned_import_changes_nothing(db: TestDb) {
     let (logger, importer) = setup(&db).await;
     importer
@@ -369,6 +383,7 @@ async fn an_abandoned_import_changes_nothing(db: TestDb) {
         .await
         .expect("first import");
     let before = all_rows(&db).await;
+    let catalog_before = catalog(&db).await;
 
     // Dropped while staging: the source never ends.
     let endless = rows(1, 5_000).chain(stream::pending());
@@ -377,15 +392,17 @@ async fn an_abandoned_import_changes_nothing(db: TestDb) {
     assert!(staged.await.is_err(), "the import cannot finish");
     assert_eq!(all_rows(&db).await, before);
 
-    // Dropped inside the swap, after its first batch of three.
-    let notify = std::sync::Arc::new(tokio::sync::Notify::new());
-    let progress = CancelAtFirstBatch(notify.clone());
-    tokio::select! {
-        biased;
-        () = notify.notified() => {}
-        r = importer.replace(rows(2, 25_000), &progress) => panic!("the swap was not interrupted: {r:?}"),
+    // Dropped after its first chunk is committed to the shadow table, then while indexing.
+    for at in ["Batch 1 ", "index"] {
+        let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+        let progress = CancelAt(at, notify.clone());
+        tokio::select! {
+            biased;
+            () = notify.notified() => {}
+            r = importer.replace(rows(2, 25_000), &progress) => panic!("the import was not interrupted at {at}: {r:?}"),
+        }
+        assert_eq!(all_rows(&db).await, before, "previous snapshot intact ({at})");
     }
-    assert_eq!(all_rows(&db).await, before, "previous snapshot intact");
 
     // No lock is left behind: joblog can write, and so can the next import.
     tokio::time::timeout(Duration::from_secs(30), async {
@@ -399,6 +416,7 @@ async fn an_abandoned_import_changes_nothing(db: TestDb) {
     .await
     .expect("a lock was left behind by the abandoned import");
     assert_eq!(all_rows(&db).await.len(), 10);
+    assert_eq!(catalog(&db).await, catalog_before, "no leftovers, same schema");
     logger.flush().await.ok();
 }
 
@@ -501,7 +519,161 @@ async fn a_failed_import_leaves_no_open_transaction(db: TestDb) {
     logger.flush().await.ok();
 }
 
+/// The catalog's description of `open_orders` and everything named after it: columns,
+/// indexes with their definitions, constraints, sequences — and any other table.
+async fn catalog(db: &TestDb) -> Vec<String> {
+    let conn = db.fresh().await;
+    let backend = conn.get_database_backend();
+    let queries: &[&str] = match backend {
+        sea_orm::DbBackend::Sqlite => &[
+            "SELECT type || '|' || name || '|' || tbl_name || '|' || COALESCE(sql, '') AS r \
+             FROM sqlite_master WHERE name NOT LIKE 'sqlite_autoindex%' ORDER BY type, name",
+            "SELECT integrity_check AS r FROM pragma_integrity_check",
+        ],
+        sea_orm::DbBackend::Postgres => &[
+            "SELECT concat_ws('|', table_name, column_name, data_type, is_nullable, column_default, \
+             is_identity, identity_generation, character_maximum_length, numeric_precision, numeric_scale) AS r \
+             FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position",
+            "SELECT concat_ws('|', tablename, indexname, indexdef) AS r FROM pg_indexes \
+             WHERE schemaname = 'public' ORDER BY indexname",
+            "SELECT concat_ws('|', conrelid::regclass::text, conname, pg_get_constraintdef(oid)) AS r \
+             FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY conname",
+            "SELECT concat_ws('|', sequencename, data_type::text) AS r FROM pg_sequences \
+             WHERE schemaname = 'public' ORDER BY sequencename",
+            "SELECT concat_ws('|', 'serial', pg_get_serial_sequence('open_orders', 'id')) AS r",
+            "SELECT concat_ws('|', 'table', tablename) AS r FROM pg_tables WHERE schemaname = 'public' \
+             ORDER BY tablename",
+        ],
+        _ => &[
+            "SELECT CONCAT_WS('|', TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, \
+             COALESCE(CAST(COLUMN_DEFAULT AS CHAR), 'NULL'), COALESCE(COLLATION_NAME, ''), EXTRA) AS r \
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() \
+             ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            "SELECT CONCAT_WS('|', TABLE_NAME, INDEX_NAME, CAST(SEQ_IN_INDEX AS CHAR), COLUMN_NAME, \
+             CAST(NON_UNIQUE AS CHAR), INDEX_TYPE, COALESCE(CAST(SUB_PART AS CHAR), '')) AS r \
+             FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() \
+             ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
+            "SELECT CONCAT_WS('|', TABLE_NAME, ENGINE, TABLE_COLLATION) AS r FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME",
+        ],
+    };
+    let mut out = Vec::new();
+    for sql in queries {
+        for row in conn
+            .query_all_raw(Statement::from_string(backend, *sql))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        {
+            out.push(row.try_get::<String>("", "r").expect("r"));
+        }
+    }
+    conn.close().await.ok();
+    out
+}
+
+async fn has_shadow(db: &TestDb) -> bool {
+    catalog(db)
+        .await
+        .iter()
+        .any(|r| r.contains("open_orders_next") || r.contains("open_orders_old"))
+}
+
+/// After syncs, `open_orders` has exactly the columns, indexes (names and definitions),
+/// constraints and sequence it had when the migrations made it; SQLite's integrity check
+/// (every index matches its table) passes; and no shadow table is left.
+async fn the_swap_keeps_names_and_definitions(db: TestDb) {
+    let (logger, importer) = setup(&db).await;
+    let before = catalog(&db).await;
+    assert!(
+        before.iter().any(|r| r.contains("idx_open_orders_status")),
+        "{before:#?}"
+    );
+    for generation in 0..2 {
+        importer
+            .replace(rows(generation, 12_345), &Lines::default())
+            .await
+            .expect("import");
+        assert_eq!(catalog(&db).await, before, "after sync {generation}");
+    }
+    // The indexes are the ones the queries use: a unique violation is still caught.
+    let conn = db.fresh().await;
+    let dup = conn
+        .execute_unprepared(
+            "INSERT INTO open_orders (order_no, line_no, customer_code, customer_name, item_code, \
+             qty_ordered, qty_shipped, qty_open, unit_price, line_amount, currency, order_date, status, \
+             rush, synced_at) SELECT order_no, line_no, customer_code, customer_name, item_code, qty_ordered, \
+             qty_shipped, qty_open, unit_price, line_amount, currency, order_date, status, rush, synced_at \
+             FROM open_orders WHERE order_no = 100000",
+        )
+        .await;
+    assert!(
+        dup.is_err(),
+        "uq_open_orders_order_line still enforces uniqueness"
+    );
+    conn.close().await.ok();
+    assert_eq!(
+        all_rows(&db).await,
+        (0..12_345).map(|i| order(1, i)).collect::<Vec<_>>()
+    );
+    logger.flush().await.ok();
+}
+
+/// A sync killed earlier left `open_orders_next` (with indexes named like the ones a sync
+/// builds) behind: the next sync drops it and succeeds, and a sync whose source fails
+/// after many rows leaves the old snapshot and no shadow table.
+async fn leftovers_of_a_killed_sync_are_dropped(db: TestDb) {
+    let (logger, importer) = setup(&db).await;
+    importer
+        .replace(rows(0, 1_000), &Lines::default())
+        .await
+        .expect("first import");
+    let before_rows = all_rows(&db).await;
+    let before = catalog(&db).await;
+    let conn = db.fresh().await;
+    conn.execute_unprepared("CREATE TABLE open_orders_next (order_no BIGINT, status VARCHAR(20))")
+        .await
+        .expect("a leftover shadow table");
+    conn.execute_unprepared("CREATE INDEX idx_open_orders_status_next ON open_orders_next (status)")
+        .await
+        .expect("a leftover index");
+    conn.execute_unprepared("INSERT INTO open_orders_next VALUES (1, 'x')")
+        .await
+        .unwrap();
+    if conn.get_database_backend() == sea_orm::DbBackend::MySql {
+        conn.execute_unprepared("CREATE TABLE open_orders_old (x INT)")
+            .await
+            .expect("a leftover old table");
+    }
+    conn.close().await.ok();
+    assert_eq!(all_rows(&db).await, before_rows, "readers are not affected");
+
+    // Fails after 25,000 rows (two chunks committed to the shadow table).
+    let failing = rows(1, 25_000).chain(stream::iter([Err(bad_row(25_000))]));
+    let err = importer.replace(failing, &Lines::default()).await.unwrap_err();
+    assert!(matches!(err, ImportError::Source { rows: 25_000, .. }), "{err:?}");
+    assert_eq!(all_rows(&db).await, before_rows, "previous snapshot intact");
+    assert_eq!(
+        catalog(&db).await,
+        before,
+        "leftovers and the failed shadow table dropped"
+    );
+
+    let stats = importer
+        .replace(rows(2, 20_001), &Lines::default())
+        .await
+        .expect("import after the leftovers");
+    assert_eq!(
+        (stats.inserted, stats.previous, stats.batches),
+        (20_001, 1_000, 3)
+    );
+    assert_eq!(all_rows(&db).await.len(), 20_001);
+    assert_eq!(catalog(&db).await, before);
+    logger.flush().await.ok();
+}
+
 backend_tests!(
+    the_swap_keeps_names_and_definitions,
+    leftovers_of_a_killed_sync_are_dropped,
     concurrent_imports_never_mix,
     a_failed_import_leaves_no_open_transaction,
     an_abandoned_import_changes_nothing,

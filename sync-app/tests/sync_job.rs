@@ -101,9 +101,9 @@ async fn syncs_end_to_end_and_survives_every_failure(db: TestDb) {
             good.local_addr().port()
         ),
         "Fetching open orders: SELECT order_no".into(),
+        "Batch 1 (1,500 rows, 1,500 staged)".into(),
         "Fetched 1,500 open orders in".into(),
-        "Replacing open_orders in one transaction (1,500 rows, 1 batch)".into(),
-        "Batch 1/1 (1,500 rows)".into(),
+        "Indexed the new snapshot (1,500 rows, ".into(),
         "Replaced open_orders: 1,500 rows (previous snapshot: 0 rows)".into(),
         "Sync completed: 1,500 rows fetched, 1,500 rows inserted".into(),
     ];

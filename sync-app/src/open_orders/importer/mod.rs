@@ -1,17 +1,51 @@
-//! [`OpenOrdersImporter`]: replaces the `open_orders` table with a new snapshot, atomically.
+//! [`OpenOrdersImporter`]: replaces the `open_orders` table with a new snapshot, atomically,
+//! at close to the speed of loading an unindexed table and building its indexes once.
 //!
-//! 1. **Stage**: rows stream from the source into a temporary table on one dedicated
-//!    connection (SQLite: multi-row INSERTs sized to its bind limit; PostgreSQL: `COPY …
-//!    FROM STDIN`; MySQL: multi-row INSERTs sized to its bind limit), while the source is
-//!    still being read. `open_orders` is not touched; other writers (joblog's details on
-//!    SQLite) are not held up, since a temporary table takes no lock on the main database.
-//! 2. **Swap**: one transaction deletes the old rows and copies the staged ones across in
-//!    batches (`Batch i/n (k rows)`), then commits. Readers see the old snapshot until
-//!    the commit and the new complete one after it.
+//! 1. **Lock**: one sync per database at a time (SQLite: an exclusive lock on the file
+//!    `<database>-sync-lock` beside it; PostgreSQL: `pg_advisory_lock`; MySQL:
+//!    `GET_LOCK`), held by the importer's dedicated connection.
+//! 2. **Shadow**: whatever a killed sync left (`open_orders_next`; MySQL also
+//!    `open_orders_old`) is dropped; `open_orders_next` is created from the live table's own
+//!    definition (SQLite: its `CREATE TABLE` text in `sqlite_master`; PostgreSQL: `LIKE …
+//!    INCLUDING ALL EXCLUDING INDEXES`; MySQL: `CREATE TABLE … LIKE`, then its secondary
+//!    indexes dropped), without secondary indexes.
+//! 3. **Stage**: a reader task decodes rows from the source into a bounded channel while
+//!    the writer streams them into the shadow table (SQLite, MySQL: multi-row INSERTs sized
+//!    to the bind limit, committed every [`CHUNK_ROWS`] rows — and whenever the source
+//!    pauses — so that other SQLite writers, such as joblog's run details in the same file,
+//!    wait at most one chunk; PostgreSQL: one `COPY … FROM STDIN`). One `Batch i` line per
+//!    chunk of [`CHUNK_ROWS`] rows.
+//! 4. **Index**: the live table's indexes, read from the catalog (`sqlite_master`,
+//!    `pg_index`/`pg_get_indexdef`, `information_schema.STATISTICS`), are built on the
+//!    full shadow table, each from sorted keys at once (SQLite and PostgreSQL: under the
+//!    temporary names `<name>_next`, PostgreSQL's primary key too; MySQL, where index
+//!    names are per table: under their own names, in one `ALTER TABLE`).
+//! 5. **Swap**, in one short transaction (no row is copied):
+//!    - SQLite: `DROP TABLE open_orders`, `ALTER TABLE open_orders_next RENAME TO
+//!      open_orders`, and the indexes get their names back. SQLite has no `ALTER INDEX …
+//!      RENAME` and its index names are unique per database, so the shadow's indexes
+//!      cannot carry the final names while the old ones exist, and building them under the
+//!      final names inside the swap would hold the write lock for the whole index build.
+//!      Instead, under `PRAGMA writable_schema`, each `<name>_next` row of `sqlite_master`
+//!      gets back the old index's name and its `CREATE INDEX` text byte for byte — the same
+//!      index on the same columns of the same (renamed) table, so only the label changes,
+//!      never the b-tree (`rootpage`). The DROP and ALTER in the same transaction bump the
+//!      schema cookie, so every other connection reloads the schema;
+//!      `writable_schema = RESET` reloads the importer's own. A failure rolls it all back.
+//!    - PostgreSQL: `DROP TABLE open_orders`, `ALTER TABLE … RENAME`, `ALTER INDEX …
+//!      RENAME` / `RENAME CONSTRAINT` back to the old names, and the identity sequence
+//!      (`open_orders_next_id_seq`) renamed, so that the next sync finds the same names.
+//!      Readers blocked on the table resolve its name again and read the new one.
+//!    - MySQL: `RENAME TABLE open_orders TO open_orders_old, open_orders_next TO
+//!      open_orders` (atomic), then `DROP TABLE open_orders_old`.
 //!
-//! A failure anywhere — the source dropping mid-stream, a bad row, a local error, the
-//! process killed — ends before the commit: the temporary table disappears with its
-//! connection (or is dropped) and the previous snapshot is untouched.
+//! Readers see the complete old snapshot until the swap commits and the complete new one
+//! after it. A failure anywhere — the source dropping mid-stream, a bad row, a local error,
+//! the process killed — happens before the swap or inside its transaction: the old
+//! snapshot is untouched, and the shadow table is dropped (now, or by the next sync if the
+//! process died).
+//!
+//! The rows get new ids (1…n in the source's order), as the table is new.
 
 mod sink;
 
@@ -27,15 +61,16 @@ use crate::erp::SourceError;
 use crate::open_orders::OpenOrder;
 use sink::Sink;
 
-/// Rows per batch of the swap step (one `Batch i/n` line each).
-pub const SWAP_BATCH_ROWS: u64 = 10_000;
+/// Rows per staged chunk (one `Batch i` line each; on SQLite and MySQL at most one
+/// transaction each).
+pub const CHUNK_ROWS: u64 = sink::CHUNK_ROWS;
 
 /// Where an import's progress goes: a joblog run, the terminal's progress bar, or anything
 /// else (tests collect the lines).
 ///
 /// The importer reports each step once through [`step`](Progress::step), as numbers; by
 /// default its line ([`Step::line`]) goes to [`info`](Progress::info), so a run's details read
-/// `Fetched 12,000 rows so far (8,000 rows/s)`, `Batch 2/5 (10,000 rows)`, …
+/// `Fetched 12,000 rows so far (8,000 rows/s)`, `Batch 2 (10,000 rows, 20,000 staged)`, …
 pub trait Progress: Send + Sync {
     /// An informational line.
     fn info(&self, message: String);
@@ -87,6 +122,15 @@ pub enum Step {
         /// Since the import started.
         elapsed: Duration,
     },
+    /// A chunk of [`CHUNK_ROWS`] rows (the last one may be smaller) is in the shadow table.
+    Batch {
+        /// Its number, from 1.
+        index: u64,
+        /// Rows in this chunk.
+        rows: u64,
+        /// Rows staged so far.
+        staged: u64,
+    },
     /// Every row is read and staged.
     Fetched {
         /// Rows read.
@@ -94,21 +138,22 @@ pub enum Step {
         /// Time to read and stage them.
         elapsed: Duration,
     },
-    /// The swap transaction begins.
-    Replacing {
-        /// Rows to copy.
-        rows: u64,
-        /// Batches they are copied in.
-        batches: u64,
-    },
-    /// A batch of the swap is copied.
-    Batch {
-        /// Its number, from 1.
+    /// An index of the shadow table is built (`index` 0: the builds begin): for a progress
+    /// bar; no line.
+    Indexing {
+        /// Indexes built so far.
         index: u64,
-        /// How many batches there are.
-        batches: u64,
-        /// Rows in this batch.
+        /// How many there are.
+        indexes: u64,
+    },
+    /// Every index of the shadow table is built.
+    Indexed {
+        /// How many.
+        indexes: u64,
+        /// Rows in the shadow table.
         rows: u64,
+        /// Time to build them.
+        elapsed: Duration,
     },
     /// The swap committed.
     Replaced {
@@ -122,12 +167,12 @@ pub enum Step {
 }
 
 impl Step {
-    /// The line a run records for this step (`Batch 2/5 (10,000 rows)`); `None` for
-    /// [`Step::Reading`], which only feeds progress bars.
+    /// The line a run records for this step (`Batch 2 (10,000 rows, 20,000 staged)`);
+    /// `None` for [`Step::Reading`] and [`Step::Indexing`], which only feed progress bars.
     #[must_use]
     pub fn line(&self) -> Option<String> {
         Some(match *self {
-            Step::Reading { .. } => return None,
+            Step::Reading { .. } | Step::Indexing { .. } => return None,
             Step::Fetching { rows, elapsed } => {
                 format!(
                     "Fetched {} rows so far ({} rows/s)",
@@ -135,17 +180,22 @@ impl Step {
                     rate(rows, elapsed)
                 )
             }
+            Step::Batch { index, rows, staged } => {
+                format!("Batch {index} ({} rows, {} staged)", count(rows), count(staged))
+            }
             Step::Fetched { rows, elapsed } => {
                 format!("Fetched {} open orders in {}", count(rows), duration(elapsed))
             }
-            Step::Replacing { rows, batches } => format!(
-                "Replacing open_orders in one transaction ({} rows, {batches} batch{})",
+            Step::Indexed {
+                indexes,
+                rows,
+                elapsed,
+            } => format!(
+                "Indexed the new snapshot ({} rows, {indexes} index{}) in {}",
                 count(rows),
-                if batches == 1 { "" } else { "es" }
+                if indexes == 1 { "" } else { "es" },
+                duration(elapsed)
             ),
-            Step::Batch { index, batches, rows } => {
-                format!("Batch {index}/{batches} ({} rows)", count(rows))
-            }
             Step::Replaced {
                 rows,
                 previous,
@@ -192,13 +242,15 @@ pub struct ImportStats {
     pub inserted: u64,
     /// Rows the previous snapshot had.
     pub previous: u64,
-    /// Batches of the swap step.
+    /// Chunks of [`CHUNK_ROWS`] rows staged (`Batch i` lines).
     pub batches: u64,
     /// Time to read and stage every row.
     pub fetch_time: Duration,
+    /// Time to build the indexes of the new snapshot.
+    pub index_time: Duration,
     /// Time of the swap transaction.
     pub replace_time: Duration,
-    /// The `synced_at` stamped on every row.
+    /// The `synced_at` stamped on every row (when the import began).
     pub synced_at: DateTime<Utc>,
 }
 
@@ -215,8 +267,8 @@ impl OpenOrdersImporter {
         Self { db }
     }
 
-    /// Stages every row of `rows`, then swaps them in as the new `open_orders` in one
-    /// transaction. On any error nothing changes.
+    /// Stages every row of `rows` into a shadow table, indexes it, then swaps it in as the
+    /// new `open_orders` in one short transaction. On any error nothing changes.
     pub async fn replace<S>(&self, rows: S, progress: &dyn Progress) -> Result<ImportStats, ImportError>
     where
         S: Stream<Item = Result<OpenOrder, SourceError>> + Send,
@@ -226,12 +278,10 @@ impl OpenOrdersImporter {
             source,
         })?;
         let result = run(&mut sink, rows, progress).await;
-        if result.is_ok() {
-            // Back to the pool without its staging table.
-            sink.close().await;
-        }
-        // On an error the connection may sit in a failed transaction or COPY (MySQL keeps
-        // a transaction open after a failed statement): dropping `sink` closes it.
+        // Rolls back and drops the shadow table after a failure, releases the sync lock;
+        // the connection goes back to the pool, or is closed if that fails. (If this
+        // future is dropped instead, `Sink`'s Drop closes the connection.)
+        sink.close(result.is_err()).await;
         result
     }
 }
@@ -241,30 +291,35 @@ where
     S: Stream<Item = Result<OpenOrder, SourceError>> + Send,
 {
     let local = |step| move |source| ImportError::Local { step, source };
-    sink.create_staging()
-        .await
-        .map_err(local("creating the staging table"))?;
-
-    // Stage: the source is read (decoded by tiberius) while the previous batch is written.
     let started = Instant::now();
-    let batch_rows = sink.batch_rows();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<OpenOrder>>(2);
+    sink.lock()
+        .await
+        .map_err(local("waiting for another sync to finish"))?;
+    sink.create_shadow()
+        .await
+        .map_err(local("creating the shadow table open_orders_next"))?;
+
+    // Stage: a reader decodes the source (tiberius) into a bounded channel while the
+    // writer stages the previous batches. Batches never straddle a chunk.
+    let synced_at = Utc::now();
+    let batch_rows = sink.batch_rows() as u64;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<OpenOrder>>(4);
     let produce = async move {
         let mut rows = std::pin::pin!(rows);
         let mut read = 0u64;
-        let mut batch = Vec::with_capacity(batch_rows);
+        let mut batch = Vec::with_capacity(batch_rows as usize);
         while let Some(item) = rows.next().await {
             match item {
                 Ok(order) => batch.push(order),
                 Err(source) => return Err(ImportError::Source { rows: read, source }),
             }
             read += 1;
-            if batch.len() == batch_rows {
+            if batch.len() as u64 == batch_rows || read.is_multiple_of(CHUNK_ROWS) {
                 progress.step(Step::Reading {
                     rows: read,
                     elapsed: started.elapsed(),
                 });
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_rows));
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_rows as usize));
                 if tx.send(full).await.is_err() {
                     return Ok(read); // the writer failed; its error is reported
                 }
@@ -281,10 +336,16 @@ where
             elapsed: started.elapsed(),
         });
     };
-    let consume = sink.stage(rx, &report);
+    let batches = std::sync::atomic::AtomicU64::new(0);
+    let on_chunk = |index: u64, rows: u64, staged: u64| {
+        batches.store(index, std::sync::atomic::Ordering::Relaxed);
+        progress.step(Step::Batch { index, rows, staged });
+    };
+    let consume = sink.stage(rx, synced_at, &report, &on_chunk);
     let (read, staged) = tokio::join!(produce, consume);
+    // A source error first: the writer only stopped because the reader did.
     read?;
-    let fetched = staged.map_err(local("staging rows"))?;
+    let fetched = staged.map_err(local("staging rows into open_orders_next"))?;
     let fetch_time = started.elapsed();
     progress.step(Step::Fetched {
         rows: fetched,
@@ -294,33 +355,38 @@ where
         progress.warn("Source returned 0 rows: open_orders will be empty".into());
     }
 
-    // Swap.
-    let synced_at = Utc::now();
-    let batches = fetched.div_ceil(SWAP_BATCH_ROWS);
-    progress.step(Step::Replacing {
-        rows: fetched,
-        batches,
-    });
-    let swap_started = Instant::now();
-    let on_batch = |index: u64, rows: u64| {
-        progress.step(Step::Batch { index, batches, rows });
-    };
-    let (previous, inserted) = sink
-        .swap(fetched, SWAP_BATCH_ROWS, synced_at, &on_batch)
+    // Index the shadow table.
+    let indexes = sink.index_count();
+    let index_started = Instant::now();
+    progress.step(Step::Indexing { index: 0, indexes });
+    let on_index = |index: u64| progress.step(Step::Indexing { index, indexes });
+    sink.build_indexes(&on_index)
         .await
-        .map_err(local("replacing open_orders"))?;
+        .map_err(local("indexing open_orders_next"))?;
+    let index_time = index_started.elapsed();
+    progress.step(Step::Indexed {
+        indexes,
+        rows: fetched,
+        elapsed: index_time,
+    });
+
+    // Swap.
+    let previous = sink.count_live().await.map_err(local("counting open_orders"))?;
+    let swap_started = Instant::now();
+    sink.swap().await.map_err(local("replacing open_orders"))?;
     let replace_time = swap_started.elapsed();
     progress.step(Step::Replaced {
-        rows: inserted,
+        rows: fetched,
         previous,
         elapsed: replace_time,
     });
     Ok(ImportStats {
         fetched,
-        inserted,
+        inserted: fetched,
         previous,
-        batches,
+        batches: batches.into_inner(),
         fetch_time,
+        index_time,
         replace_time,
         synced_at,
     })
@@ -357,26 +423,29 @@ mod tests {
                 Some("Fetched 25,000 open orders in 3.21s"),
             ),
             (
-                Step::Replacing {
-                    rows: 25_000,
-                    batches: 3,
-                },
-                Some("Replacing open_orders in one transaction (25,000 rows, 3 batches)"),
-            ),
-            (
-                Step::Replacing {
-                    rows: 1_500,
-                    batches: 1,
-                },
-                Some("Replacing open_orders in one transaction (1,500 rows, 1 batch)"),
-            ),
-            (
                 Step::Batch {
                     index: 2,
-                    batches: 3,
                     rows: 10_000,
+                    staged: 20_000,
                 },
-                Some("Batch 2/3 (10,000 rows)"),
+                Some("Batch 2 (10,000 rows, 20,000 staged)"),
+            ),
+            (Step::Indexing { index: 3, indexes: 7 }, None),
+            (
+                Step::Indexed {
+                    indexes: 7,
+                    rows: 25_000,
+                    elapsed: Duration::from_millis(850),
+                },
+                Some("Indexed the new snapshot (25,000 rows, 7 indexes) in 850ms"),
+            ),
+            (
+                Step::Indexed {
+                    indexes: 1,
+                    rows: 1_500,
+                    elapsed: Duration::from_millis(850),
+                },
+                Some("Indexed the new snapshot (1,500 rows, 1 index) in 850ms"),
             ),
             (
                 Step::Replaced {

@@ -1,7 +1,9 @@
-//! The per-backend half of the importer: one dedicated connection, a temporary staging
-//! table on it, and the swap transaction.
+//! The per-backend half of the importer: one dedicated connection holding the sync lock,
+//! the shadow table `open_orders_next` it fills and indexes, and the swap.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -10,11 +12,27 @@ use sea_orm::DbBackend;
 use sea_orm::sqlx::{self, AssertSqlSafe, MySql, Postgres, QueryBuilder, Sqlite, pool::PoolConnection};
 use tokio::sync::mpsc;
 
-use crate::open_orders::{FIELDS, Kind, OpenOrder};
+use crate::open_orders::{FIELDS, OpenOrder};
 
-const STAGING: &str = "open_orders_incoming";
+/// The live table.
+const LIVE: &str = "open_orders";
+/// The shadow table a sync fills and indexes before swapping it in.
+pub(super) const SHADOW: &str = "open_orders_next";
+/// MySQL: where `RENAME TABLE` parks the old snapshot until it is dropped.
+const OLD: &str = "open_orders_old";
+/// Suffix of the shadow's index (and PostgreSQL constraint) names until the swap.
+const NEXT: &str = "_next";
+/// Rows per staged chunk: one `Batch i` line each, and (SQLite, MySQL) one transaction.
+pub(super) const CHUNK_ROWS: u64 = 10_000;
+/// SQLite, MySQL: a chunk's transaction is committed early when the source has sent
+/// nothing for this long, so that a slow source never keeps SQLite's write lock.
+const IDLE_COMMIT: Duration = Duration::from_millis(200);
 /// A progress line while staging at most this often.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
+/// PostgreSQL: the advisory-lock key of the sync (sync-app's migrations use 7411150264).
+const PG_SYNC_LOCK: i64 = 7_411_150_265;
+/// How long a sync waits for another one to finish.
+const LOCK_WAIT: Duration = Duration::from_secs(3_600);
 
 /// The dedicated connection, per backend (`None` once closed).
 enum Conn {
@@ -23,13 +41,43 @@ enum Conn {
     MySql(Option<PoolConnection<MySql>>),
 }
 
-/// The importer's connection. If the import is abandoned half-way (its future dropped
-/// while staging or inside the swap transaction), the connection is closed rather than
-/// returned to the pool: closing rolls back and drops the temporary table, where a pooled
-/// connection could keep SQLite's write lock until its next use.
+/// SQLite's sync lock: an exclusive `flock` on a file beside the database (held by the
+/// open file; the kernel releases it when the process dies), or, for a database with no
+/// file, a process-wide mutex.
+enum FileLock {
+    File(#[allow(dead_code)] std::fs::File),
+    Memory(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>),
+}
+
+static MEMORY_LOCK: LazyLock<Arc<tokio::sync::Mutex<()>>> = LazyLock::new(Arc::default);
+
+/// One secondary index (or, on PostgreSQL, also the primary key) of the live table, as its
+/// catalog describes it.
+struct LiveIndex {
+    /// Its name.
+    name: String,
+    /// SQLite: its `CREATE INDEX` text in `sqlite_master`; PostgreSQL: `pg_get_indexdef`;
+    /// MySQL: the `ADD … INDEX` clause rebuilt from `information_schema.STATISTICS`.
+    definition: String,
+    /// PostgreSQL: the constraint the index backs (`PRIMARY KEY`, `UNIQUE`), as
+    /// `(name, pg_get_constraintdef)`.
+    constraint: Option<(String, String)>,
+}
+
+/// The importer's connection. If the import is abandoned half-way (its future dropped),
+/// the connection is closed rather than returned to the pool: closing rolls back and
+/// releases the sync lock (PostgreSQL, MySQL: they are the session's; SQLite: the lock
+/// file is closed with the `Sink`). The half-built shadow table stays until the next sync
+/// drops it.
 pub(super) struct Sink {
     conn: Conn,
     clean: bool,
+    /// SQLite: the database file, for the lock file beside it.
+    sqlite_file: Option<PathBuf>,
+    file_lock: Option<FileLock>,
+    /// PostgreSQL, MySQL: the session holds the sync lock.
+    session_locked: bool,
+    indexes: Vec<LiveIndex>,
 }
 
 impl Drop for Sink {
@@ -50,47 +98,12 @@ fn columns() -> String {
     FIELDS.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
 }
 
-fn staging_ddl(backend: DbBackend) -> String {
-    let mut ddl = match backend {
-        DbBackend::Sqlite => format!("CREATE TEMP TABLE {STAGING} (seq INTEGER PRIMARY KEY"),
-        DbBackend::Postgres => format!("CREATE TEMP TABLE {STAGING} (seq bigint PRIMARY KEY"),
-        _ => format!("CREATE TEMPORARY TABLE {STAGING} (seq BIGINT PRIMARY KEY"),
-    };
-    for field in FIELDS {
-        let (p, s) = field.precision_scale();
-        let ty = match (backend, field.kind) {
-            (DbBackend::Sqlite, Kind::BigInt | Kind::Int | Kind::Bool) => "INTEGER".to_string(),
-            (DbBackend::Sqlite, _) => "TEXT".to_string(),
-            (DbBackend::Postgres, Kind::BigInt) => "bigint".into(),
-            (DbBackend::Postgres, Kind::Int) => "integer".into(),
-            (DbBackend::Postgres, Kind::Text) => "text".into(),
-            (DbBackend::Postgres, Kind::Decimal) => format!("numeric({p},{s})"),
-            (DbBackend::Postgres, Kind::Date) => "date".into(),
-            (DbBackend::Postgres, Kind::DateTime) => "timestamptz".into(),
-            (DbBackend::Postgres, Kind::Bool) => "boolean".into(),
-            (_, Kind::BigInt) => "BIGINT".into(),
-            (_, Kind::Int) => "INT".into(),
-            (_, Kind::Text) => format!("VARCHAR({})", field.limit),
-            (_, Kind::Decimal) => format!("DECIMAL({p},{s})"),
-            (_, Kind::Date) => "DATE".into(),
-            (_, Kind::DateTime) => "DATETIME(6)".into(),
-            (_, Kind::Bool) => "BOOL".into(),
-        };
-        let _ = write!(ddl, ", {} {ty}", field.name);
-    }
-    ddl.push(')');
-    if backend == DbBackend::MySql {
-        ddl.push_str(" ENGINE=InnoDB DEFAULT CHARSET=utf8mb4");
-    }
-    ddl
+fn dq(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn drop_staging(backend: DbBackend) -> String {
-    match backend {
-        DbBackend::Sqlite => format!("DROP TABLE IF EXISTS temp.{STAGING}"),
-        DbBackend::Postgres => format!("DROP TABLE IF EXISTS pg_temp.{STAGING}"),
-        _ => format!("DROP TEMPORARY TABLE IF EXISTS {STAGING}"),
-    }
+fn bq(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
 }
 
 fn utc(at: chrono::NaiveDateTime) -> DateTime<Utc> {
@@ -105,13 +118,12 @@ fn fixed(d: rust_decimal::Decimal, i: usize) -> String {
     d.to_string()
 }
 
-/// Pushes one row's values (after `seq`) onto a multi-row INSERT. Decimals go as their
-/// exact text (SQLite keeps it as text; MySQL converts it exactly).
+/// Pushes one row's values (and `synced_at`) onto a multi-row INSERT. Decimals go as
+/// their exact text (SQLite keeps it as text; MySQL converts it exactly).
 macro_rules! push_row {
-    ($b:expr, $seq:expr, $o:expr) => {{
+    ($b:expr, $o:expr, $at:expr) => {{
         let o: &OpenOrder = $o;
-        $b.push_bind($seq as i64)
-            .push_bind(o.order_no)
+        $b.push_bind(o.order_no)
             .push_bind(o.line_no)
             .push_bind(o.customer_code.clone())
             .push_bind(o.customer_name.clone())
@@ -129,7 +141,8 @@ macro_rules! push_row {
             .push_bind(o.warehouse.clone())
             .push_bind(o.status.clone())
             .push_bind(o.rush)
-            .push_bind(o.erp_modified_at.map(utc));
+            .push_bind(o.erp_modified_at.map(utc))
+            .push_bind($at);
     }};
 }
 
@@ -146,12 +159,12 @@ fn copy_text(out: &mut String, value: &str) {
     }
 }
 
-fn copy_row(out: &mut String, seq: u64, o: &OpenOrder) {
+fn copy_row(out: &mut String, o: &OpenOrder, synced_at: &str) {
     let opt = |out: &mut String, v: Option<&str>| match v {
         Some(v) => copy_text(out, v),
         None => out.push_str("\\N"),
     };
-    let _ = write!(out, "{seq}\t{}\t{}\t", o.order_no, o.line_no);
+    let _ = write!(out, "{}\t{}\t", o.order_no, o.line_no);
     copy_text(out, &o.customer_code);
     out.push('\t');
     copy_text(out, &o.customer_name);
@@ -184,7 +197,114 @@ fn copy_row(out: &mut String, seq: u64, o: &OpenOrder) {
         }
         None => out.push_str("\\N"),
     }
+    out.push('\t');
+    out.push_str(synced_at);
     out.push('\n');
+}
+
+/// The byte length of the SQL identifier `s` starts with (`"a""b"`, `[a]`, `` `a` ``, or
+/// a bare word).
+fn ident_len(s: &str) -> Option<usize> {
+    let close = match s.chars().next()? {
+        '"' => '"',
+        '`' => '`',
+        '[' => ']',
+        _ => {
+            let n = s
+                .find(|c: char| c.is_whitespace() || c == '(' || c == '.')
+                .unwrap_or(s.len());
+            return (n > 0).then_some(n);
+        }
+    };
+    let mut i = 1;
+    let b = s.as_bytes();
+    while i < b.len() {
+        if b[i] == close as u8 {
+            if close != ']' && b.get(i + 1) == Some(&(close as u8)) {
+                i += 2;
+                continue;
+            }
+            return Some(i + 1);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// SQLite: `CREATE [UNIQUE] INDEX [IF NOT EXISTS] name ON table (…)…` as the same index
+/// named `name_next` on the shadow table.
+fn sqlite_index_on_shadow(sql: &str, name: &str) -> Option<String> {
+    let upper = sql.to_ascii_uppercase();
+    let mut at = upper.find("INDEX")? + "INDEX".len();
+    at += sql[at..].len() - sql[at..].trim_start().len();
+    if upper[at..].starts_with("IF NOT EXISTS") {
+        at += "IF NOT EXISTS".len();
+        at += sql[at..].len() - sql[at..].trim_start().len();
+    }
+    let head = &sql[..at];
+    let mut rest = &sql[at + ident_len(&sql[at..])?..];
+    rest = rest.trim_start();
+    if !rest.to_ascii_uppercase().starts_with("ON") {
+        return None;
+    }
+    rest = rest[2..].trim_start();
+    let table = ident_len(rest)?;
+    if rest[table..].starts_with('.') {
+        return None; // schema-qualified: not what the migrations write
+    }
+    Some(format!(
+        "{head}{} ON {} {}",
+        dq(&format!("{name}{NEXT}")),
+        dq(SHADOW),
+        rest[table..].trim_start()
+    ))
+}
+
+/// SQLite: the live table's `CREATE TABLE` text, naming the shadow table instead.
+fn sqlite_table_as_shadow(sql: &str) -> Option<String> {
+    let paren = sql.find('(')?;
+    let head = &sql[..paren];
+    let at = head.rfind(LIVE)?;
+    Some(format!(
+        "{}{SHADOW}{}{}",
+        &head[..at],
+        &head[at + LIVE.len()..],
+        &sql[paren..]
+    ))
+}
+
+/// PostgreSQL: `pg_get_indexdef` of a live index as the same index named `name_next` on
+/// the shadow table.
+fn pg_index_on_shadow(def: &str, name: &str) -> Option<String> {
+    let unique = if def.starts_with("CREATE UNIQUE INDEX ") {
+        "UNIQUE "
+    } else if def.starts_with("CREATE INDEX ") {
+        ""
+    } else {
+        return None;
+    };
+    let on = def.find(" ON ")?;
+    let using = on + def[on..].find(" USING ")?;
+    Some(format!(
+        "CREATE {unique}INDEX {} ON {SHADOW}{}",
+        dq(&format!("{name}{NEXT}")),
+        &def[using..]
+    ))
+}
+
+/// MySQL: one row of `information_schema.STATISTICS`: index name, `NON_UNIQUE`, index
+/// type, column, `SUB_PART`, `COLLATION`.
+type StatisticsRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn schema_error(what: String) -> sqlx::Error {
+    sqlx::Error::Protocol(what)
 }
 
 struct Reporter<'a> {
@@ -201,31 +321,66 @@ impl Reporter<'_> {
     }
 }
 
+/// Counts rows into chunks of [`CHUNK_ROWS`], calling `on_chunk(i, rows, staged)` as each
+/// completes.
+struct Chunks<'a> {
+    on_chunk: &'a (dyn Fn(u64, u64, u64) + Send + Sync),
+    index: u64,
+    rows: u64,
+}
+
+impl Chunks<'_> {
+    /// `n` more rows staged (`staged` in all); true when a chunk just completed.
+    fn add(&mut self, n: u64, staged: u64) -> bool {
+        self.rows += n;
+        if staged.is_multiple_of(CHUNK_ROWS) {
+            self.close(staged);
+            return true;
+        }
+        false
+    }
+    fn close(&mut self, staged: u64) {
+        if self.rows > 0 {
+            self.index += 1;
+            (self.on_chunk)(self.index, self.rows, staged);
+            self.rows = 0;
+        }
+    }
+}
+
 impl Sink {
     pub(super) async fn open(db: &DatabaseConnection) -> Result<Self, sqlx::Error> {
+        let mut sqlite_file = None;
         let conn = match db.get_database_backend() {
-            DbBackend::Sqlite => Conn::Sqlite(Some(db.get_sqlite_connection_pool().acquire().await?)),
+            DbBackend::Sqlite => {
+                let pool = db.get_sqlite_connection_pool();
+                let file = pool.connect_options().get_filename().to_owned();
+                if file.is_file() {
+                    sqlite_file = Some(file);
+                }
+                Conn::Sqlite(Some(pool.acquire().await?))
+            }
             DbBackend::Postgres => Conn::Postgres(Some(db.get_postgres_connection_pool().acquire().await?)),
             _ => Conn::MySql(Some(db.get_mysql_connection_pool().acquire().await?)),
         };
-        Ok(Sink { conn, clean: false })
+        Ok(Sink {
+            conn,
+            clean: false,
+            sqlite_file,
+            file_lock: None,
+            session_locked: false,
+            indexes: Vec::new(),
+        })
     }
 
-    fn backend(&self) -> DbBackend {
-        match &self.conn {
-            Conn::Sqlite(_) => DbBackend::Sqlite,
-            Conn::Postgres(_) => DbBackend::Postgres,
-            Conn::MySql(_) => DbBackend::MySql,
-        }
-    }
-
-    /// Rows per staged batch: as many as the backend's bind limit allows.
+    /// Rows per INSERT (as many as the backend's bind limit allows) or, for PostgreSQL's
+    /// COPY, per hand-off between the reading and the writing task. Always divides
+    /// [`CHUNK_ROWS`] or is cut at its multiples by the reader.
     pub(super) fn batch_rows(&self) -> usize {
         let per_row = FIELDS.len() + 1;
         let limit = joblog_migrations::schema::max_bind_parameters;
         match &self.conn {
             Conn::Sqlite(_) => limit(DbBackend::Sqlite) / per_row,
-            // COPY has no binds; this is only the hand-off size between the two tasks.
             Conn::Postgres(_) => 2_000,
             Conn::MySql(_) => limit(DbBackend::MySql) / per_row,
         }
@@ -241,67 +396,312 @@ impl Sink {
         }
     }
 
-    pub(super) async fn create_staging(&mut self) -> Result<(), sqlx::Error> {
-        let backend = self.backend();
-        self.exec(drop_staging(backend)).await?;
-        self.exec(staging_ddl(backend)).await
+    async fn count(&mut self, table: &str) -> Result<u64, sqlx::Error> {
+        let sql = AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+        let n: i64 = match &mut self.conn {
+            Conn::Sqlite(Some(c)) => sqlx::query_scalar(sql).fetch_one(&mut **c).await?,
+            Conn::Postgres(Some(c)) => sqlx::query_scalar(sql).fetch_one(&mut **c).await?,
+            Conn::MySql(Some(c)) => sqlx::query_scalar(sql).fetch_one(&mut **c).await?,
+            _ => return Err(sqlx::Error::PoolClosed),
+        };
+        Ok(n as u64)
     }
 
-    /// Writes every batch received into the staging table; returns the row count.
+    /// Waits until no other sync of this database runs, and keeps it so until
+    /// [`close`](Self::close) or the connection is closed.
+    pub(super) async fn lock(&mut self) -> Result<(), sqlx::Error> {
+        match &mut self.conn {
+            Conn::Sqlite(_) => {
+                let lock = match &self.sqlite_file {
+                    Some(db) => {
+                        let mut path = db.clone().into_os_string();
+                        path.push("-sync-lock");
+                        let file = std::fs::OpenOptions::new()
+                            .create(true)
+                            .truncate(false)
+                            .write(true)
+                            .open(&path)?;
+                        let started = Instant::now();
+                        loop {
+                            match file.try_lock() {
+                                Ok(()) => break,
+                                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_WAIT => {
+                                    tokio::time::sleep(Duration::from_millis(50)).await;
+                                }
+                                Err(std::fs::TryLockError::WouldBlock) => {
+                                    return Err(schema_error(
+                                        "another sync held the lock for an hour".into(),
+                                    ));
+                                }
+                                Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+                            }
+                        }
+                        FileLock::File(file)
+                    }
+                    None => FileLock::Memory(MEMORY_LOCK.clone().lock_owned().await),
+                };
+                self.file_lock = Some(lock);
+            }
+            Conn::Postgres(Some(c)) => {
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(PG_SYNC_LOCK)
+                    .execute(&mut **c)
+                    .await?;
+                self.session_locked = true;
+            }
+            Conn::MySql(Some(c)) => {
+                let got: Option<i64> =
+                    sqlx::query_scalar("SELECT GET_LOCK(CONCAT('sync_app_open_orders.', DATABASE()), ?)")
+                        .bind(LOCK_WAIT.as_secs() as i64)
+                        .fetch_one(&mut **c)
+                        .await?;
+                if got != Some(1) {
+                    return Err(schema_error("another sync held the lock for an hour".into()));
+                }
+                self.session_locked = true;
+            }
+            _ => return Err(sqlx::Error::PoolClosed),
+        }
+        Ok(())
+    }
+
+    /// Drops what a killed sync left, reads the live table's indexes from the catalog and
+    /// creates the shadow table from the live one's definition, without its secondary
+    /// indexes.
+    pub(super) async fn create_shadow(&mut self) -> Result<(), sqlx::Error> {
+        match &mut self.conn {
+            Conn::Sqlite(Some(c)) => {
+                sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE IF EXISTS main.{SHADOW}")))
+                    .execute(&mut **c)
+                    .await?;
+                let table: Option<String> = sqlx::query_scalar(
+                    "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?",
+                )
+                .bind(LIVE)
+                .fetch_optional(&mut **c)
+                .await?;
+                let table =
+                    table.ok_or_else(|| schema_error(format!("no table {LIVE}: run the migrations")))?;
+                let rows: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT name, sql FROM main.sqlite_master \
+                     WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL ORDER BY name",
+                )
+                .bind(LIVE)
+                .fetch_all(&mut **c)
+                .await?;
+                self.indexes = rows
+                    .into_iter()
+                    .map(|(name, definition)| LiveIndex {
+                        name,
+                        definition,
+                        constraint: None,
+                    })
+                    .collect();
+                for index in &self.indexes {
+                    if sqlite_index_on_shadow(&index.definition, &index.name).is_none() {
+                        return Err(schema_error(format!(
+                            "cannot read index {}: {}",
+                            index.name, index.definition
+                        )));
+                    }
+                }
+                let shadow = sqlite_table_as_shadow(&table)
+                    .ok_or_else(|| schema_error(format!("cannot read the definition of {LIVE}: {table}")))?;
+                sqlx::raw_sql(AssertSqlSafe(shadow)).execute(&mut **c).await?;
+            }
+            Conn::Postgres(Some(c)) => {
+                sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE IF EXISTS {SHADOW}")))
+                    .execute(&mut **c)
+                    .await?;
+                let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+                    "SELECT i.relname::text, pg_get_indexdef(i.oid), con.conname::text, \
+                     pg_get_constraintdef(con.oid) \
+                     FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
+                     LEFT JOIN pg_constraint con ON con.conindid = x.indexrelid AND con.conrelid = x.indrelid \
+                     WHERE x.indrelid = to_regclass($1) ORDER BY i.relname",
+                )
+                .bind(LIVE)
+                .fetch_all(&mut **c)
+                .await?;
+                self.indexes = rows
+                    .into_iter()
+                    .map(|(name, definition, con, condef)| LiveIndex {
+                        name,
+                        definition,
+                        constraint: con.zip(condef),
+                    })
+                    .collect();
+                for index in &self.indexes {
+                    if index.constraint.is_none()
+                        && pg_index_on_shadow(&index.definition, &index.name).is_none()
+                    {
+                        return Err(schema_error(format!(
+                            "cannot read index {}: {}",
+                            index.name, index.definition
+                        )));
+                    }
+                }
+                // Columns, defaults, identity, CHECK constraints, storage and comments;
+                // the primary key and indexes come after the rows.
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "CREATE TABLE {SHADOW} (LIKE {LIVE} INCLUDING ALL EXCLUDING INDEXES)"
+                )))
+                .execute(&mut **c)
+                .await?;
+            }
+            Conn::MySql(Some(c)) => {
+                sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE IF EXISTS {SHADOW}, {OLD}")))
+                    .execute(&mut **c)
+                    .await?;
+                let rows: Vec<StatisticsRow> = sqlx::query_as(
+                    "SELECT CAST(INDEX_NAME AS CHAR), CAST(NON_UNIQUE AS CHAR), CAST(INDEX_TYPE AS CHAR), \
+                         CAST(COLUMN_NAME AS CHAR), CAST(SUB_PART AS CHAR), CAST(COLLATION AS CHAR) \
+                         FROM information_schema.STATISTICS \
+                         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME <> 'PRIMARY' \
+                         ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+                )
+                .bind(LIVE)
+                .fetch_all(&mut **c)
+                .await?;
+                let mut indexes: Vec<(String, String, String, Vec<String>)> = Vec::new();
+                for (name, non_unique, kind, column, sub_part, collation) in rows {
+                    let column = column.ok_or_else(|| {
+                        schema_error(format!(
+                            "index {name} has an expression part, which the sync cannot rebuild"
+                        ))
+                    })?;
+                    let mut part = bq(&column);
+                    if let Some(n) = sub_part {
+                        let _ = write!(part, "({n})");
+                    }
+                    if collation.as_deref() == Some("D") {
+                        part.push_str(" DESC");
+                    }
+                    match indexes.last_mut() {
+                        Some(last) if last.0 == name => last.3.push(part),
+                        _ => indexes.push((name, non_unique, kind, vec![part])),
+                    }
+                }
+                let mut built = Vec::new();
+                for (name, non_unique, kind, parts) in indexes {
+                    let head = match (kind.as_str(), non_unique.as_str()) {
+                        ("BTREE", "0") => "UNIQUE INDEX",
+                        ("BTREE", _) => "INDEX",
+                        ("FULLTEXT", _) => "FULLTEXT INDEX",
+                        (other, _) => {
+                            return Err(schema_error(format!(
+                                "index {name} is of type {other}, which the sync cannot rebuild"
+                            )));
+                        }
+                    };
+                    let definition = format!("ADD {head} {} ({})", bq(&name), parts.join(", "));
+                    built.push(LiveIndex {
+                        name,
+                        definition,
+                        constraint: None,
+                    });
+                }
+                self.indexes = built;
+                sqlx::raw_sql(AssertSqlSafe(format!("CREATE TABLE {SHADOW} LIKE {LIVE}")))
+                    .execute(&mut **c)
+                    .await?;
+                if !self.indexes.is_empty() {
+                    let drops: Vec<String> = self
+                        .indexes
+                        .iter()
+                        .map(|i| format!("DROP INDEX {}", bq(&i.name)))
+                        .collect();
+                    sqlx::raw_sql(AssertSqlSafe(format!(
+                        "ALTER TABLE {SHADOW} {}",
+                        drops.join(", ")
+                    )))
+                    .execute(&mut **c)
+                    .await?;
+                }
+            }
+            _ => return Err(sqlx::Error::PoolClosed),
+        }
+        Ok(())
+    }
+
+    /// Writes every batch received into the shadow table, stamped `synced_at`; returns the
+    /// row count. SQLite and MySQL commit every [`CHUNK_ROWS`] rows (and whenever the
+    /// source pauses), PostgreSQL streams one COPY.
     pub(super) async fn stage(
         &mut self,
         mut rx: mpsc::Receiver<Vec<OpenOrder>>,
+        synced_at: DateTime<Utc>,
         report: &(dyn Fn(u64) + Send + Sync),
+        on_chunk: &(dyn Fn(u64, u64, u64) + Send + Sync),
     ) -> Result<u64, sqlx::Error> {
         let mut staged = 0u64;
         let mut reporter = Reporter {
             report,
             last: Instant::now(),
         };
-        let insert = format!("INSERT INTO {STAGING} (seq, {}) ", columns());
+        let mut chunks = Chunks {
+            on_chunk,
+            index: 0,
+            rows: 0,
+        };
+        let insert = format!("INSERT INTO {SHADOW} ({}, synced_at) ", columns());
+        macro_rules! stage_in_chunks {
+            ($c:expr, $db:ty, $begin:expr) => {{
+                let mut in_txn = false;
+                loop {
+                    let next = if in_txn {
+                        match tokio::time::timeout(IDLE_COMMIT, rx.recv()).await {
+                            Ok(next) => next,
+                            Err(_) => {
+                                // The source is slow: let other writers in meanwhile.
+                                sqlx::raw_sql("COMMIT").execute(&mut **$c).await?;
+                                in_txn = false;
+                                rx.recv().await
+                            }
+                        }
+                    } else {
+                        rx.recv().await
+                    };
+                    let Some(batch) = next else { break };
+                    if !in_txn {
+                        sqlx::raw_sql($begin).execute(&mut **$c).await?;
+                        in_txn = true;
+                    }
+                    let mut qb = QueryBuilder::<$db>::new(insert.clone());
+                    qb.push_values(&batch, |mut b, o| push_row!(b, o, synced_at));
+                    qb.build().execute(&mut **$c).await?;
+                    staged += batch.len() as u64;
+                    if staged.is_multiple_of(CHUNK_ROWS) {
+                        sqlx::raw_sql("COMMIT").execute(&mut **$c).await?;
+                        in_txn = false;
+                    }
+                    chunks.add(batch.len() as u64, staged);
+                    reporter.tick(staged);
+                }
+                if in_txn {
+                    sqlx::raw_sql("COMMIT").execute(&mut **$c).await?;
+                }
+            }};
+        }
         match &mut self.conn {
-            Conn::Sqlite(Some(c)) => {
-                while let Some(batch) = rx.recv().await {
-                    let mut qb = QueryBuilder::<Sqlite>::new(insert.clone());
-                    let mut seq = staged;
-                    qb.push_values(&batch, |mut b, o| {
-                        seq += 1;
-                        push_row!(b, seq, o)
-                    });
-                    qb.build().execute(&mut **c).await?;
-                    staged += batch.len() as u64;
-                    reporter.tick(staged);
-                }
-            }
-            Conn::MySql(Some(c)) => {
-                sqlx::raw_sql("START TRANSACTION").execute(&mut **c).await?;
-                while let Some(batch) = rx.recv().await {
-                    let mut qb = QueryBuilder::<MySql>::new(insert.clone());
-                    let mut seq = staged;
-                    qb.push_values(&batch, |mut b, o| {
-                        seq += 1;
-                        push_row!(b, seq, o)
-                    });
-                    qb.build().execute(&mut **c).await?;
-                    staged += batch.len() as u64;
-                    reporter.tick(staged);
-                }
-                sqlx::raw_sql("COMMIT").execute(&mut **c).await?;
-            }
+            Conn::Sqlite(Some(c)) => stage_in_chunks!(c, Sqlite, "BEGIN IMMEDIATE"),
+            Conn::MySql(Some(c)) => stage_in_chunks!(c, MySql, "START TRANSACTION"),
             Conn::Postgres(Some(c)) => {
-                let statement = format!("COPY {STAGING} (seq, {}) FROM STDIN", columns());
+                let statement = format!("COPY {SHADOW} ({}, synced_at) FROM STDIN", columns());
+                let at = synced_at.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string();
                 let mut copy = c.copy_in_raw(&statement).await?;
                 let mut buf = String::with_capacity(1 << 20);
                 let result: Result<(), sqlx::Error> = async {
                     while let Some(batch) = rx.recv().await {
                         for o in &batch {
-                            staged += 1;
-                            copy_row(&mut buf, staged, o);
+                            copy_row(&mut buf, o, &at);
                         }
+                        staged += batch.len() as u64;
                         if buf.len() >= 1 << 20 {
                             copy.send(std::mem::take(&mut buf).into_bytes()).await?;
                             buf.reserve(1 << 20);
                         }
+                        chunks.add(batch.len() as u64, staged);
                         reporter.tick(staged);
                     }
                     if !buf.is_empty() {
@@ -322,128 +722,236 @@ impl Sink {
             }
             _ => return Err(sqlx::Error::PoolClosed),
         }
+        chunks.close(staged);
         Ok(staged)
     }
 
-    /// In one transaction: count and delete the old rows, copy the staged ones across in
-    /// batches of `batch` rows (calling `on_batch(i, rows)` after each), commit. Returns
-    /// the previous row count and the rows inserted.
-    pub(super) async fn swap(
-        &mut self,
-        total: u64,
-        batch: u64,
-        synced_at: DateTime<Utc>,
-        on_batch: &(dyn Fn(u64, u64) + Send + Sync),
-    ) -> Result<(u64, u64), sqlx::Error> {
-        let cols = columns();
-        macro_rules! swap {
-            ($c:expr, $db:ty, $begin:expr, $lock:expr, $copy:expr, $rebuild:expr) => {{
-                let mut tx = match $begin {
-                    Some(begin) => sea_orm::sqlx::Connection::begin_with(&mut **$c, begin).await?,
-                    None => sea_orm::sqlx::Connection::begin(&mut **$c).await?,
-                };
-                // Two swaps at once (a manual `sync` while `serve` runs) take turns; on
-                // PostgreSQL the second DELETE would otherwise skip the first one's rows.
-                if let Some(lock) = $lock {
-                    sqlx::query(lock).execute(&mut *tx).await?;
-                }
-                let previous = sqlx::query("DELETE FROM open_orders")
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                // SQLite: filling an indexed table row by row inserts into every index at
-                // random places; building each index once afterwards, from sorted keys, is
-                // several times faster. Readers are not held up (WAL: they keep the old
-                // snapshot, indexes included), and the definitions come from the schema
-                // the migrations made, so nothing is duplicated here.
-                let indexes: Vec<(String, String)> = if $rebuild {
-                    sqlx::query_as(
-                        "SELECT name, sql FROM main.sqlite_master \
-                         WHERE type = 'index' AND tbl_name = 'open_orders' AND sql IS NOT NULL",
-                    )
-                    .fetch_all(&mut *tx)
-                    .await?
-                } else {
-                    Vec::new()
-                };
-                for (name, _) in &indexes {
-                    let drop = AssertSqlSafe(format!("DROP INDEX main.\"{}\"", name.replace('"', "\"\"")));
-                    sqlx::raw_sql(drop).execute(&mut *tx).await?;
-                }
-                let copy = AssertSqlSafe(format!($copy, cols = cols, staging = STAGING));
-                let copy = copy.into_sql_str();
-                let mut i = 0;
-                let mut from = 0u64;
-                let mut inserted = 0u64;
-                while from < total {
-                    let to = (from + batch).min(total);
-                    let done = sqlx::query::<$db>(copy.clone())
-                        .bind(synced_at)
-                        .bind(from as i64)
-                        .bind(to as i64)
-                        .execute(&mut *tx)
-                        .await?;
-                    inserted += done.rows_affected();
-                    i += 1;
-                    on_batch(i, to - from);
-                    from = to;
-                }
-                for (_, create) in indexes {
-                    sqlx::raw_sql(AssertSqlSafe(create))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                if inserted != total {
-                    // Dropping `tx` rolls back.
-                    return Err(sqlx::Error::Protocol(format!(
-                        "staged {total} rows but copied {inserted}; rolled back"
-                    )));
-                }
-                tx.commit().await?;
-                Ok((previous, inserted))
-            }};
-        }
-        use sea_orm::sqlx::SqlSafeStr;
-        match &mut self.conn {
-            Conn::Sqlite(Some(c)) => swap!(
-                c,
-                Sqlite,
-                Some("BEGIN IMMEDIATE"),
-                None::<&'static str>,
-                "INSERT INTO open_orders ({cols}, synced_at) SELECT {cols}, ? FROM temp.{staging} \
-                 WHERE seq > ? AND seq <= ? ORDER BY seq",
-                true
-            ),
-            Conn::Postgres(Some(c)) => swap!(
-                c,
-                Postgres,
-                None::<&'static str>,
-                Some("SELECT pg_advisory_xact_lock(7411150265)"),
-                "INSERT INTO open_orders ({cols}, synced_at) SELECT {cols}, $1 FROM pg_temp.{staging} \
-                 WHERE seq > $2 AND seq <= $3 ORDER BY seq",
-                false
-            ),
-            Conn::MySql(Some(c)) => swap!(
-                c,
-                MySql,
-                None::<&'static str>,
-                None::<&'static str>,
-                "INSERT INTO open_orders ({cols}, synced_at) SELECT {cols}, ? FROM {staging} \
-                 WHERE seq > ? AND seq <= ? ORDER BY seq",
-                false
-            ),
-            _ => Err(sqlx::Error::PoolClosed),
-        }
+    /// How many indexes [`build_indexes`](Self::build_indexes) builds.
+    pub(super) fn index_count(&self) -> u64 {
+        self.indexes.len() as u64
     }
 
-    /// Drops the staging table. If that fails the connection is closed instead of going
-    /// back to the pool, so that no half-loaded temporary table outlives the import.
-    pub(super) async fn close(&mut self) {
-        let backend = self.backend();
-        let dropped = self.exec(drop_staging(backend)).await;
-        self.clean = true;
-        if let Err(e) = dropped {
-            tracing::warn!(error = %e, "sync-app: dropping the staging table failed; closing its connection");
+    /// Builds the live table's indexes on the shadow table, each in a transaction of its
+    /// own (SQLite: under `<name>_next`; PostgreSQL: `<name>_next`, constraints too;
+    /// MySQL: the final names, in one `ALTER TABLE`). Calls `on_index(i)` as each is done.
+    pub(super) async fn build_indexes(
+        &mut self,
+        on_index: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), sqlx::Error> {
+        let mut statements = Vec::new();
+        match &self.conn {
+            Conn::Sqlite(_) => {
+                for index in &self.indexes {
+                    statements.push(
+                        sqlite_index_on_shadow(&index.definition, &index.name)
+                            .ok_or_else(|| schema_error(format!("cannot read index {}", index.name)))?,
+                    );
+                }
+            }
+            Conn::Postgres(_) => {
+                for index in &self.indexes {
+                    statements.push(match &index.constraint {
+                        Some((name, def)) => format!(
+                            "ALTER TABLE {SHADOW} ADD CONSTRAINT {} {def}",
+                            dq(&format!("{name}{NEXT}"))
+                        ),
+                        None => pg_index_on_shadow(&index.definition, &index.name)
+                            .ok_or_else(|| schema_error(format!("cannot read index {}", index.name)))?,
+                    });
+                }
+            }
+            Conn::MySql(_) => {
+                if !self.indexes.is_empty() {
+                    let adds: Vec<&str> = self.indexes.iter().map(|i| i.definition.as_str()).collect();
+                    statements.push(format!("ALTER TABLE {SHADOW} {}", adds.join(", ")));
+                }
+            }
+        }
+        let all = statements.len() as u64;
+        for (i, sql) in statements.into_iter().enumerate() {
+            self.exec(sql).await?;
+            if all == self.index_count() {
+                on_index(i as u64 + 1);
+            }
+        }
+        if all != self.index_count() {
+            on_index(self.index_count());
+        }
+        Ok(())
+    }
+
+    /// Rows of the live table (the snapshot about to be replaced; only syncs write it,
+    /// and this one holds the sync lock).
+    pub(super) async fn count_live(&mut self) -> Result<u64, sqlx::Error> {
+        self.count(LIVE).await
+    }
+
+    /// In one short transaction: the old table goes, the shadow takes its name, its
+    /// indexes (and constraints, sequence) take the names the old ones had.
+    pub(super) async fn swap(&mut self) -> Result<(), sqlx::Error> {
+        let indexes = std::mem::take(&mut self.indexes);
+        let result = self.swap_inner(&indexes).await;
+        self.indexes = indexes;
+        result
+    }
+
+    async fn swap_inner(&mut self, indexes: &[LiveIndex]) -> Result<(), sqlx::Error> {
+        match &mut self.conn {
+            Conn::Sqlite(Some(c)) => {
+                // SQLite has no ALTER INDEX … RENAME and index names are unique in the
+                // schema, so the shadow's indexes were built as `<name>_next`; the names
+                // (and the CREATE INDEX text, byte for byte the old one's) are written into
+                // sqlite_master directly. Only the name and the text change: the index's
+                // b-tree (rootpage), table and columns are what SQLite built, and DROP/ALTER
+                // in this transaction already changed the schema cookie, so every other
+                // connection reloads the schema; `writable_schema = RESET` reloads ours.
+                let c = &mut **c;
+                sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *c).await?;
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "DROP TABLE main.{LIVE}; ALTER TABLE main.{SHADOW} RENAME TO {LIVE}; PRAGMA writable_schema = ON"
+                )))
+                .execute(&mut *c)
+                .await?;
+                for index in indexes {
+                    let renamed = sqlx::query(
+                        "UPDATE main.sqlite_master SET name = ?, sql = ? \
+                         WHERE type = 'index' AND name = ? AND tbl_name = ?",
+                    )
+                    .bind(&index.name)
+                    .bind(&index.definition)
+                    .bind(format!("{}{NEXT}", index.name))
+                    .bind(LIVE)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                    if renamed != 1 {
+                        return Err(schema_error(format!(
+                            "index {}{NEXT} not found in the swap",
+                            index.name
+                        )));
+                    }
+                }
+                sqlx::raw_sql("PRAGMA writable_schema = RESET")
+                    .execute(&mut *c)
+                    .await?;
+                sqlx::raw_sql("COMMIT").execute(&mut *c).await?;
+            }
+            Conn::Postgres(Some(c)) => {
+                let mut tx = sqlx::Connection::begin(&mut **c).await?;
+                let mut sql = format!("DROP TABLE {LIVE}; ALTER TABLE {SHADOW} RENAME TO {LIVE};");
+                for index in indexes {
+                    match &index.constraint {
+                        Some((name, _)) => {
+                            let _ = write!(
+                                sql,
+                                " ALTER TABLE {LIVE} RENAME CONSTRAINT {} TO {};",
+                                dq(&format!("{name}{NEXT}")),
+                                dq(name)
+                            );
+                        }
+                        None => {
+                            let _ = write!(
+                                sql,
+                                " ALTER INDEX {} RENAME TO {};",
+                                dq(&format!("{}{NEXT}", index.name)),
+                                dq(&index.name)
+                            );
+                        }
+                    }
+                }
+                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await?;
+                // What LIKE named after the shadow table: the identity sequence (its own
+                // name follows the table's), CHECK constraints named by default.
+                let renames: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT 'SEQUENCE', s.relname::text FROM pg_depend d \
+                     JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
+                     WHERE d.classid = 'pg_class'::regclass AND d.refobjid = to_regclass($1) \
+                     AND d.deptype IN ('a', 'i') AND strpos(s.relname, $2) = 1 \
+                     UNION ALL SELECT 'CONSTRAINT', conname::text FROM pg_constraint \
+                     WHERE conrelid = to_regclass($1) AND strpos(conname, $2) = 1",
+                )
+                .bind(LIVE)
+                .bind(SHADOW)
+                .fetch_all(&mut *tx)
+                .await?;
+                for (kind, name) in renames {
+                    let new = format!("{LIVE}{}", &name[SHADOW.len()..]);
+                    let sql = if kind == "SEQUENCE" {
+                        format!("ALTER SEQUENCE {} RENAME TO {}", dq(&name), dq(&new))
+                    } else {
+                        format!(
+                            "ALTER TABLE {LIVE} RENAME CONSTRAINT {} TO {}",
+                            dq(&name),
+                            dq(&new)
+                        )
+                    };
+                    sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+            Conn::MySql(Some(c)) => {
+                // Atomic: readers see the old table or the new one, never neither.
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "RENAME TABLE {LIVE} TO {OLD}, {SHADOW} TO {LIVE}"
+                )))
+                .execute(&mut **c)
+                .await?;
+                sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE {OLD}")))
+                    .execute(&mut **c)
+                    .await?;
+            }
+            _ => return Err(sqlx::Error::PoolClosed),
+        }
+        Ok(())
+    }
+
+    /// Ends the sync: after a failure, rolls back and drops the shadow table; releases the
+    /// sync lock; the connection goes back to the pool. If any of that fails the
+    /// connection is closed instead (which releases the lock and ends any transaction);
+    /// a shadow table left behind is dropped by the next sync.
+    pub(super) async fn close(&mut self, failed: bool) {
+        let cleanup = async {
+            if failed {
+                // Outside a transaction this is a no-op (PostgreSQL: a warning).
+                if !matches!(self.conn, Conn::Postgres(_)) {
+                    let _ = self.exec("ROLLBACK".into()).await;
+                } else {
+                    self.exec("ROLLBACK".into()).await?;
+                }
+                if matches!(self.conn, Conn::Sqlite(_)) {
+                    // In case the swap failed half-way (the transaction is rolled back).
+                    self.exec("PRAGMA writable_schema = RESET".into()).await?;
+                }
+                self.exec(format!("DROP TABLE IF EXISTS {SHADOW}")).await?;
+            }
+            if self.session_locked {
+                match &self.conn {
+                    Conn::Postgres(_) => {
+                        self.exec(format!("SELECT pg_advisory_unlock({PG_SYNC_LOCK})"))
+                            .await?
+                    }
+                    _ => {
+                        self.exec("DO RELEASE_LOCK(CONCAT('sync_app_open_orders.', DATABASE()))".into())
+                            .await?
+                    }
+                }
+                self.session_locked = false;
+            }
+            Ok::<(), sqlx::Error>(())
+        };
+        let done = tokio::time::timeout(Duration::from_secs(30), cleanup).await;
+        self.file_lock = None;
+        match done {
+            Ok(Ok(())) => self.clean = true,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "sync-app: ending the sync failed; closing its connection");
+            }
+            Err(_) => {
+                tracing::warn!("sync-app: ending the sync timed out; closing its connection");
+            }
+        }
+        if !self.clean {
+            self.clean = true;
             match &mut self.conn {
                 Conn::Sqlite(c) => {
                     if let Some(c) = c.take() {
@@ -462,5 +970,44 @@ impl Sink {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_definitions_move_to_the_shadow_table() {
+        assert_eq!(
+            sqlite_index_on_shadow(
+                r#"CREATE UNIQUE INDEX "uq_open_orders_order_line" ON "open_orders" ("order_no", "line_no")"#,
+                "uq_open_orders_order_line"
+            )
+            .as_deref(),
+            Some(
+                r#"CREATE UNIQUE INDEX "uq_open_orders_order_line_next" ON "open_orders_next" ("order_no", "line_no")"#
+            )
+        );
+        assert_eq!(
+            sqlite_index_on_shadow(
+                "create index if not exists ix on open_orders(status) where x",
+                "ix"
+            )
+            .as_deref(),
+            Some(r#"create index if not exists "ix_next" ON "open_orders_next" (status) where x"#)
+        );
+        assert_eq!(
+            sqlite_table_as_shadow(r#"CREATE TABLE "open_orders" ( "id" integer )"#).as_deref(),
+            Some(r#"CREATE TABLE "open_orders_next" ( "id" integer )"#)
+        );
+        assert_eq!(
+            pg_index_on_shadow(
+                "CREATE INDEX idx_open_orders_status ON public.open_orders USING btree (status)",
+                "idx_open_orders_status"
+            )
+            .as_deref(),
+            Some(r#"CREATE INDEX "idx_open_orders_status_next" ON open_orders_next USING btree (status)"#)
+        );
     }
 }

@@ -261,6 +261,11 @@ async fn a_database_made_by_0_1_0_migrates_on(db: TestDb) {
     assert_eq!((stats.fetched, stats.inserted, stats.previous), (30, 30, 12));
     logger.flush().await.expect("flush");
     assert_eq!(count(&after, "open_orders").await, 30);
+    assert_eq!(
+        schema(&after).await,
+        new_schema,
+        "the sync swapped in a table with the same names and definitions"
+    );
     after.close().await.ok();
 }
 

@@ -359,7 +359,7 @@ async fn bench_on(args: &Args, kind: Kind, bdb: &BenchDb) -> Result<()> {
         ("`/trivial`", "/trivial", 1usize),
         ("`/` (run list, 1 s list cache: the default)", "/", 10_000),
         ("`/nocache/` (run list, no cache)", "/nocache/", 10_000),
-        ("`/job_logs/:id` (detail)", detail.as_str(), 2_000),
+        ("`/job_logs/:id` (detail)", detail.as_str(), 1_000),
         ("`/nocache/jobs` (jobs monitor, no cache)", "/nocache/jobs", 2_000),
     ];
     // Check every endpoint once before timing.

@@ -110,8 +110,15 @@ async fn postgres_sends_one_search_statement_per_request() {
     seed(&logger).await;
     let cli = client(&logger);
     check_pages(&cli).await;
-    let likes =
-        |seen: &Mutex<Vec<String>>| seen.lock().unwrap().iter().filter(|s| s.contains("LIKE")).count();
+    // Statements that read rows for the term; the planner's estimates first (`EXPLAIN`, which
+    // reads no rows: whether the term is rare enough for the index) are not among them.
+    let likes = |seen: &Mutex<Vec<String>>| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.contains("LIKE") && !s.starts_with("EXPLAIN "))
+            .count()
+    };
     for (uri, expected) in [
         ("/job_logs?q=deadlock", 1),
         ("/job_logs?q=zzznothing", 1),

@@ -181,7 +181,9 @@ async fn new_path(logger: &JobLogger, filter: &RunFilter, index: bool) -> Result
         index,
         ..SearchBudget::default()
     };
-    let found = logger.search_runs(filter, Cursor::First, PER_PAGE, budget).await?;
+    let found = logger
+        .search_runs(filter, Cursor::First, PER_PAGE, budget)
+        .await?;
     let wall = t.elapsed();
     let ended = match found.end {
         SearchEnd::Complete if found.matches.is_some() => {
@@ -460,7 +462,11 @@ async fn bench_writes(args: &Args, kind: Kind) -> Result<()> {
         };
         println!(
             "| {} | {:.2} s | {:.0} | {} |",
-            if with_index { "with the index" } else { "index dropped" },
+            if with_index {
+                "with the index"
+            } else {
+                "index dropped"
+            },
             persisted.as_secs_f64(),
             args.writes as f64 / persisted.as_secs_f64().max(1e-9),
             match indexed {

@@ -45,6 +45,7 @@ mod search_index;
 mod secrets;
 mod sql;
 mod status;
+mod summaries;
 #[cfg(feature = "tracing")]
 mod tracing_layer;
 mod writer;

@@ -136,63 +136,10 @@ pub struct CappedCount {
     pub capped: bool,
 }
 
-/// Counts of a job's runs by status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StatusCounts {
-    /// Runs not started.
-    pub new: u64,
-    /// Runs in progress.
-    pub processing: u64,
-    /// Runs that succeeded.
-    pub success: u64,
-    /// Runs that failed.
-    pub error: u64,
-}
-
-impl StatusCounts {
-    /// All runs.
-    pub fn total(&self) -> u64 {
-        self.new + self.processing + self.success + self.error
-    }
-
-    fn add(&mut self, status: RunStatus, n: u64) {
-        match status {
-            RunStatus::New => self.new += n,
-            RunStatus::Processing => self.processing += n,
-            RunStatus::Success => self.success += n,
-            RunStatus::Error => self.error += n,
-        }
-    }
-}
-
-/// What a dashboard shows about one job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobSummary {
-    /// The job's name.
-    pub job: String,
-    /// Its newest run.
-    pub last_run: Option<RunRecord>,
-    /// Its newest successful run.
-    pub last_success: Option<RunRecord>,
-    /// Its runs by status.
-    pub counts: StatusCounts,
-    /// Median duration of its recent successful runs.
-    pub p50: Option<Duration>,
-    /// 95th percentile duration of its recent successful runs.
-    pub p95: Option<Duration>,
-    /// Its newest runs, newest first: as many as [`JobLogger::job_summaries_with`] was
-    /// asked for (none from [`JobLogger::job_summaries`]).
-    pub recent: Vec<RunRecord>,
-}
-
-/// Successful runs per job that the duration percentiles are taken over.
-const PERCENTILE_WINDOW: u64 = 200;
 /// Page sizes are clamped to this.
 pub const MAX_PAGE_SIZE: u64 = 500;
-/// Jobs served by one statement of [`JobLogger::job_summaries_with`]: each job adds two
-/// terms to a `UNION ALL`, and SQLite allows at most 500 terms in one compound statement
-/// (`SQLITE_MAX_COMPOUND_SELECT`).
-const JOBS_PER_STATEMENT: usize = 200;
+
+pub use crate::summaries::{JobSummary, RecentRun, StatusCounts};
 
 impl JobLogger {
     /// One page of runs, newest first, with keyset pagination: every page costs an index
@@ -399,107 +346,6 @@ impl JobLogger {
             .iter()
             .map(|r| Ok(r.try_get_by_index(0)?))
             .collect()
-    }
-
-    /// Per job: last run, last success, counts by status, p50 / p95 duration of its
-    /// recent successful runs. Two statements, whatever the number of jobs (see
-    /// [`job_summaries_with`](Self::job_summaries_with)).
-    pub async fn job_summaries(&self) -> Result<Vec<JobSummary>> {
-        self.job_summaries_with(0).await
-    }
-
-    /// [`job_summaries`](Self::job_summaries), each with its `recent_runs` newest runs
-    /// (clamped to 0..=500) in [`JobSummary::recent`], for a dashboard's sparklines.
-    ///
-    /// A constant number of statements serves every job, and none reads every run: one
-    /// reads the runs per job and status from `job_run_counts` (kept by triggers as runs
-    /// start, change status and are pruned, in the same transaction); one more reads, for each job, its newest runs and its last successful ones
-    /// (a `UNION ALL` of two index range scans per job, on `(job, id)` and
-    /// `(job, status, id)`), so a dashboard costs the same two round trips for one job as
-    /// for a hundred. (Past 200 jobs, one more statement per 200: SQLite's limit on the
-    /// terms of one compound statement.)
-    pub async fn job_summaries_with(&self, recent_runs: u64) -> Result<Vec<JobSummary>> {
-        let db = self.db();
-        let backend = db.get_database_backend();
-        let recent_runs = recent_runs.min(MAX_PAGE_SIZE);
-        let mut counts: Vec<(String, StatusCounts)> = Vec::new();
-        // Kept by triggers on job_logs (migration m20261201_000006): a row per job and
-        // status, not a count of every run.
-        let q = Sql::new(
-            backend,
-            "SELECT job, status, runs FROM job_run_counts WHERE runs > 0 ORDER BY job",
-        );
-        for row in q.all(db).await? {
-            let job: String = row.try_get_by_index(0)?;
-            let status = RunStatus::from_code(row.try_get_by_index::<i16>(1)?).unwrap_or(RunStatus::Error);
-            let n: i64 = row.try_get_by_index(2)?;
-            if counts.last().is_none_or(|(j, _)| *j != job) {
-                counts.push((job, StatusCounts::default()));
-            }
-            if let Some((_, c)) = counts.last_mut() {
-                c.add(status, n.max(0) as u64);
-            }
-        }
-        // Every job's newest runs and newest successes, one statement per chunk of jobs.
-        let mut runs: HashMap<String, Vec<RunRecord>> = HashMap::with_capacity(counts.len());
-        for chunk in counts.chunks(JOBS_PER_STATEMENT) {
-            let mut q = Sql::new(backend, "");
-            for (i, (job, _)) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(" UNION ALL ");
-                }
-                // At least one run: the last run comes from here.
-                q.push(&format!(
-                    "SELECT * FROM (SELECT {RUN_COLUMNS} FROM job_logs WHERE job = "
-                ))
-                .bind(job.as_str())
-                .push(&format!(" ORDER BY id DESC LIMIT {}) r{i}", recent_runs.max(1)));
-                q.push(&format!(
-                    " UNION ALL SELECT * FROM (SELECT {RUN_COLUMNS} FROM job_logs WHERE job = "
-                ))
-                .bind(job.as_str())
-                .push(" AND status = ")
-                .bind(RunStatus::Success.code())
-                .push(&format!(" ORDER BY id DESC LIMIT {PERCENTILE_WINDOW}) s{i}"));
-            }
-            for row in q.all(db).await? {
-                let run = RunRecord::from_row(&row)?;
-                runs.entry(run.job.clone()).or_default().push(run);
-            }
-        }
-        let mut out = Vec::with_capacity(counts.len());
-        for (job, counts) in counts {
-            let mut runs = runs.remove(&job).unwrap_or_default();
-            // A run can come from both halves; a UNION promises no order.
-            runs.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
-            runs.dedup_by_key(|r| r.id);
-            // The newest `recent_runs` rows are exactly the newest runs (every older row is
-            // older than all of them), and the newest 200 successes exactly the window.
-            let successes: Vec<&RunRecord> = runs
-                .iter()
-                .filter(|r| r.status == RunStatus::Success)
-                .take(PERCENTILE_WINDOW as usize)
-                .collect();
-            let mut durations: Vec<Duration> = successes
-                .iter()
-                .filter_map(|r| (r.finished_at? - r.started_at?).to_std().ok())
-                .collect();
-            durations.sort_unstable();
-            let last_success = successes.first().map(|r| (*r).clone());
-            runs.truncate(recent_runs.max(1) as usize);
-            let last_run = runs.first().cloned();
-            runs.truncate(recent_runs as usize);
-            out.push(JobSummary {
-                job,
-                last_run,
-                last_success,
-                counts,
-                p50: percentile(&durations, 50),
-                p95: percentile(&durations, 95),
-                recent: runs,
-            });
-        }
-        Ok(out)
     }
 }
 
@@ -827,11 +673,6 @@ impl JobLogger {
                 q.all(db).await?
             }
             DbBackend::Postgres => {
-                // A term in very many lines (`Job started`): the trigram index would build a
-                // bitmap of every line holding it — seconds at ten million details — only
-                // to find more than the cap. The planner's estimate (its statistics sample
-                // tried against the pattern) says so in a millisecond; the scan then fills
-                // the page from the newest runs at once.
                 let mut q = Sql::new(
                     backend,
                     "SELECT id FROM (SELECT job_log_id AS id FROM job_log_details WHERE message ILIKE ",
@@ -842,8 +683,15 @@ impl JobLogger {
                     .push(&format!(" ESCAPE '!') m LIMIT {cap}"));
                 let millis = time.as_millis().clamp(1, u128::from(u32::MAX));
                 let txn = db.begin().await?;
-                txn.execute_unprepared(&format!("{PG_SEARCH_SESSION}; SET LOCAL statement_timeout = {millis}"))
-                    .await?;
+                txn.execute_unprepared(&format!(
+                    "{PG_SEARCH_SESSION}; SET LOCAL statement_timeout = {millis}"
+                ))
+                .await?;
+                // A term in very many lines (`Job started`): the trigram index would build a
+                // bitmap of every line holding it — seconds at ten million details — only
+                // to find more than the cap. The planner's estimate (its statistics sample
+                // tried against the pattern) says so in a millisecond; the scan then fills
+                // the page from the newest runs at once.
                 if postgres_estimated_lines(&txn, &pattern).await? > cap {
                     txn.rollback().await?;
                     return Ok(None);
@@ -987,8 +835,10 @@ impl JobLogger {
             DbBackend::Postgres => {
                 let q = search_sql(filter, cursor, limit, window, backend, TimeLimit::Outside, millis);
                 let txn = db.begin().await?;
-                txn.execute_unprepared(&format!("{PG_SEARCH_SESSION}; SET LOCAL statement_timeout = {millis}"))
-                    .await?;
+                txn.execute_unprepared(&format!(
+                    "{PG_SEARCH_SESSION}; SET LOCAL statement_timeout = {millis}"
+                ))
+                .await?;
                 match q.all(&txn).await {
                     Ok(rows) => {
                         txn.commit().await?;
@@ -1168,7 +1018,6 @@ fn database_error(err: &DbErr) -> Option<&(dyn sea_orm::sqlx::error::DatabaseErr
     }
 }
 
-/// Whether the database stopped a statement at its time limit.
 /// Session settings of a PostgreSQL search transaction: a plan for the pattern at hand every
 /// time. After five runs of a prepared statement PostgreSQL may switch to a generic plan,
 /// which cannot see that `%Job started%` is in every line, and read the trigram index for it
@@ -1200,6 +1049,7 @@ fn estimated_rows(line: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Whether the database stopped a statement at its time limit.
 fn is_timeout(err: &DbErr) -> bool {
     let Some(db) = database_error(err) else {
         return false;
@@ -1323,27 +1173,9 @@ mod sqlite_budget {
     }
 }
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[Duration], p: usize) -> Option<Duration> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted.get(rank - 1).copied()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let d: Vec<Duration> = (1..=100).map(Duration::from_secs).collect();
-        assert_eq!(percentile(&d, 50), Some(Duration::from_secs(50)));
-        assert_eq!(percentile(&d, 95), Some(Duration::from_secs(95)));
-        assert_eq!(percentile(&d[..1], 95), Some(Duration::from_secs(1)));
-        assert_eq!(percentile(&[], 50), None);
-    }
 
     #[test]
     fn rows_from_an_explain_line() {

@@ -242,11 +242,12 @@ async fn ensure_postgres(db: &DatabaseConnection) -> Result<bool> {
         .acquire()
         .await
         .map_err(sqlx_err)?;
-    let got: bool = sea_orm::sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
-        .bind(PG_BUILD_LOCK)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(sqlx_err)?;
+    let got: bool =
+        sea_orm::sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
+            .bind(PG_BUILD_LOCK)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(sqlx_err)?;
     if !got {
         tracing::debug!("joblog: another process is building the search indexes");
         return Ok(false);
@@ -296,9 +297,9 @@ async fn build_postgres_indexes(conn: &mut sea_orm::sqlx::PgConnection) -> Resul
                 sea_orm::sqlx::raw_sql(AssertSqlSafe(format!(
                     "DROP INDEX CONCURRENTLY IF EXISTS {index}"
                 )))
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(sqlx_err)?;
+                .execute(&mut *conn)
+                .await
+                .map_err(sqlx_err)?;
             }
             None => {}
         }

@@ -103,7 +103,10 @@ mod cases {
         assert_in_step(&logger, "empty").await;
         // Through joblog: successes, errors, one left processing, one left new.
         for i in 0..6 {
-            let mut run = logger.start(if i % 2 == 0 { "Alpha" } else { "Beta" }).await.unwrap();
+            let mut run = logger
+                .start(if i % 2 == 0 { "Alpha" } else { "Beta" })
+                .await
+                .unwrap();
             run.processing().await.unwrap();
             if i % 3 == 0 {
                 run.error("boom").await.unwrap();
@@ -121,10 +124,22 @@ mod cases {
         hand_run(&logger, "hand_1", "Hand", 2).await;
         hand_run(&logger, "hand_2", "Hand", 3).await;
         hand_run(&logger, "hand_3", "Hand", 0).await;
-        exec(logger.db(), "UPDATE job_logs SET status = 2 WHERE name = 'hand_3'").await;
-        exec(logger.db(), "UPDATE job_logs SET job = 'Renamed' WHERE name = 'hand_2'").await;
+        exec(
+            logger.db(),
+            "UPDATE job_logs SET status = 2 WHERE name = 'hand_3'",
+        )
+        .await;
+        exec(
+            logger.db(),
+            "UPDATE job_logs SET job = 'Renamed' WHERE name = 'hand_2'",
+        )
+        .await;
         // A rewrite of other columns changes no count.
-        exec(logger.db(), "UPDATE job_logs SET host = 'elsewhere' WHERE name = 'hand_1'").await;
+        exec(
+            logger.db(),
+            "UPDATE job_logs SET host = 'elsewhere' WHERE name = 'hand_1'",
+        )
+        .await;
         exec(logger.db(), "DELETE FROM job_logs WHERE name = 'hand_1'").await;
         assert_in_step(&logger, "after rows written by hand").await;
 
@@ -179,8 +194,16 @@ mod cases {
         logger.flush().await.unwrap();
         // Back to the schema before the counts: no table, no triggers, no history row.
         let backend = logger.db().get_database_backend();
-        for name in ["job_run_counts_insert", "job_run_counts_delete", "job_run_counts_update"] {
-            let on = if backend == DbBackend::Postgres { " ON job_logs" } else { "" };
+        for name in [
+            "job_run_counts_insert",
+            "job_run_counts_delete",
+            "job_run_counts_update",
+        ] {
+            let on = if backend == DbBackend::Postgres {
+                " ON job_logs"
+            } else {
+                ""
+            };
             exec(logger.db(), &format!("DROP TRIGGER IF EXISTS {name}{on}")).await;
         }
         exec(logger.db(), "DROP TABLE job_run_counts").await;

@@ -485,7 +485,12 @@ mod cases {
         seed(&logger).await;
         for round in 0..4 {
             if db.backend == Backend::Postgres {
-                exec(&logger, "DROP INDEX IF EXISTS idx_job_log_details_message_trgm", vec![]).await;
+                exec(
+                    &logger,
+                    "DROP INDEX IF EXISTS idx_job_log_details_message_trgm",
+                    vec![],
+                )
+                .await;
                 exec(&logger, "DROP INDEX IF EXISTS idx_job_logs_name_trgm", vec![]).await;
             } else {
                 for fts in ["job_log_details_fts", "job_logs_fts"] {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use joblog::RunStatus;
-use joblog::query::{JobSummary, RunRecord};
+use joblog::query::{JobSummary, RecentRun};
 use joblog::scheduler::ScheduleRecord;
 use minijinja::context;
 use minijinja::value::Serde;
@@ -54,12 +54,12 @@ struct Spark {
 
 impl Spark {
     /// Oldest run on the left; `runs` come newest first.
-    fn of(runs: &[RunRecord], now: DateTime<Utc>) -> Option<Self> {
+    fn of(runs: &[RecentRun]) -> Option<Self> {
         let mut pts: Vec<(f64, bool)> = runs
             .iter()
             .filter(|r| r.status.is_finished())
             .filter_map(|r| {
-                r.duration_at(now)
+                r.duration
                     .map(|d| (d.as_secs_f64(), r.status == RunStatus::Error))
             })
             .collect();
@@ -167,7 +167,7 @@ impl JobRow {
                 self.running_slow = s.p50.is_some_and(|p| d > p.saturating_mul(2));
             }
         }
-        self.spark = Spark::of(&s.recent, now);
+        self.spark = Spark::of(&s.recent);
     }
 
     /// What the job's schedule says.

@@ -1111,7 +1111,46 @@ pub(crate) async fn count_details_tail_and_job_summaries(db: TestDb) {
     assert_eq!(nightly.last_success.as_ref().unwrap().id, *ids.last().unwrap());
     assert_eq!(nightly.p50, Some(Duration::from_secs(20)));
     assert_eq!(nightly.p95, Some(Duration::from_secs(30)));
+    assert!(
+        nightly.recent.is_empty(),
+        "job_summaries() asks for no recent runs"
+    );
     assert_eq!(logger.jobs().await.unwrap(), ["Nightly", "TailJob"]);
+
+    // The sparkline's newest runs: newest first, durations as the database computes them;
+    // none for a run still going.
+    let mut busy = logger.start("Busy").await.unwrap();
+    busy.processing().await.unwrap();
+    let summaries = logger.job_summaries_with(3).await.unwrap();
+    let nightly = summaries.iter().find(|s| s.job == "Nightly").unwrap();
+    let last = nightly.last_run.as_ref().unwrap();
+    let recent: Vec<(i64, RunStatus)> = nightly.recent.iter().map(|r| (r.id, r.status)).collect();
+    assert_eq!(
+        recent,
+        [
+            (last.id, RunStatus::Error),
+            (ids[2], RunStatus::Success),
+            (ids[1], RunStatus::Success)
+        ]
+    );
+    assert_eq!(nightly.recent[1].duration, Some(Duration::from_secs(30)));
+    assert_eq!(nightly.recent[2].duration, Some(Duration::from_secs(20)));
+    // The error run's own timestamps; SQLite computes durations to the millisecond.
+    let want = last.duration().unwrap();
+    let got = nightly.recent[0].duration.expect("a finished run has a duration");
+    assert!(
+        got.abs_diff(want) < Duration::from_millis(1),
+        "{:?}: the database says {got:?}, the row's timestamps {want:?}",
+        db.backend
+    );
+    let busy_summary = summaries.iter().find(|s| s.job == "Busy").unwrap();
+    assert_eq!(busy_summary.recent.len(), 1);
+    assert_eq!(busy_summary.recent[0].status, RunStatus::Processing);
+    assert_eq!(
+        busy_summary.recent[0].duration, None,
+        "a run still going has no duration"
+    );
+    busy.success().await.unwrap();
 }
 
 pub(crate) async fn shares_a_host_connection(db: TestDb) {

@@ -135,7 +135,11 @@ impl MigrationTrait for Migration {
             DbBackend::MySql => {
                 // DDL is not transactional here: a half-done earlier attempt may have left
                 // some triggers.
-                for name in ["job_run_counts_insert", "job_run_counts_delete", "job_run_counts_update"] {
+                for name in [
+                    "job_run_counts_insert",
+                    "job_run_counts_delete",
+                    "job_run_counts_update",
+                ] {
                     db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {name}"))
                         .await?;
                 }
@@ -172,13 +176,25 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let backend = manager.get_database_backend();
         let db = manager.get_connection();
-        for name in ["job_run_counts_insert", "job_run_counts_delete", "job_run_counts_update"] {
-            let on = if backend == DbBackend::Postgres { " ON job_logs" } else { "" };
+        for name in [
+            "job_run_counts_insert",
+            "job_run_counts_delete",
+            "job_run_counts_update",
+        ] {
+            let on = if backend == DbBackend::Postgres {
+                " ON job_logs"
+            } else {
+                ""
+            };
             db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {name}{on}"))
                 .await?;
         }
         if backend == DbBackend::Postgres {
-            for f in ["joblog_run_counts_insert", "joblog_run_counts_delete", "joblog_run_counts_update"] {
+            for f in [
+                "joblog_run_counts_insert",
+                "joblog_run_counts_delete",
+                "joblog_run_counts_update",
+            ] {
                 db.execute_unprepared(&format!("DROP FUNCTION IF EXISTS {f}()"))
                     .await?;
             }

@@ -6,6 +6,7 @@ pub mod importer;
 pub mod migrations;
 pub mod query;
 pub mod record;
+pub(crate) mod search_index;
 
 pub use importer::{ImportError, ImportStats, OpenOrdersImporter, Progress, Step};
 pub use migrations::SyncAppMigrator;

@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 
-use super::OpenOrder;
+use super::{OpenOrder, search_index};
 
 /// Largest page size accepted.
 pub const MAX_PER_PAGE: u32 = 500;
@@ -198,6 +198,9 @@ fn like_escape(s: &str) -> String {
     s.replace('!', "!!").replace('%', "!%").replace('_', "!_")
 }
 
+/// The search's WHERE clause: the exact conditions (an order number, the start of a code,
+/// a part of a name or description), and, for a term the search index can serve, the
+/// candidate rows it finds — so that the exact conditions are checked only on those.
 fn search_clause(backend: DbBackend, search: Option<&str>) -> Where {
     let Some(term) = search.map(str::trim).filter(|s| !s.is_empty()) else {
         return Where {
@@ -212,7 +215,8 @@ fn search_clause(backend: DbBackend, search: Option<&str>) -> Where {
     };
     let mut values: Vec<Value> = Vec::new();
     let mut parts = Vec::new();
-    if let Ok(n) = term.parse::<i64>() {
+    let order_no = term.parse::<i64>().ok();
+    if let Some(n) = order_no {
         values.push(n.into());
         parts.push(format!("order_no = {}", placeholder(backend, values.len())));
     }
@@ -230,10 +234,39 @@ fn search_clause(backend: DbBackend, search: Option<&str>) -> Where {
             placeholder(backend, values.len())
         ));
     }
-    Where {
-        sql: format!(" WHERE ({})", parts.join(" OR ")),
-        values,
+    let mut sql = format!(" WHERE ({})", parts.join(" OR "));
+    // The index finds a superset of the rows the exact conditions accept (every column
+    // match is a match of the indexed text); an order number is looked up on its own.
+    // (SQLite's `?` are bound in the order they appear: the order number comes first.)
+    let indexed = term.chars().count() >= search_index::MIN_INDEXED_CHARS
+        && matches!(backend, DbBackend::Sqlite | DbBackend::Postgres);
+    if indexed {
+        let mut candidates = String::new();
+        if let Some(n) = order_no {
+            values.push(n.into());
+            candidates = format!(
+                "SELECT id FROM open_orders WHERE order_no = {} UNION ALL ",
+                placeholder(backend, values.len())
+            );
+        }
+        if backend == DbBackend::Sqlite {
+            values.push(search_index::fts_phrase(term).into());
+            candidates.push_str(&format!(
+                "SELECT rowid FROM {fts} WHERE {fts} MATCH {}",
+                placeholder(backend, values.len()),
+                fts = search_index::FTS,
+            ));
+        } else {
+            values.push(contains.clone().into());
+            candidates.push_str(&format!(
+                "SELECT id FROM open_orders WHERE {} ILIKE {} ESCAPE '!'",
+                search_index::PG_EXPRESSION,
+                placeholder(backend, values.len())
+            ));
+        }
+        sql.push_str(&format!(" AND open_orders.id IN ({candidates})"));
     }
+    Where { sql, values }
 }
 
 fn text(row: &QueryResult, col: &str) -> Result<String, DbErr> {

@@ -12,6 +12,7 @@ use sea_orm::DbBackend;
 use sea_orm::sqlx::{self, AssertSqlSafe, MySql, Postgres, QueryBuilder, Sqlite, pool::PoolConnection};
 use tokio::sync::mpsc;
 
+use crate::open_orders::search_index::{self, FTS, FTS_NEXT};
 use crate::open_orders::{FIELDS, OpenOrder};
 
 /// The live table.
@@ -29,6 +30,9 @@ pub(super) const CHUNK_ROWS: u64 = 10_000;
 const IDLE_COMMIT: Duration = Duration::from_millis(200);
 /// A progress line while staging at most this often.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
+/// SQLite: rows of the shadow table indexed for the search per statement (each its own
+/// transaction, so that joblog's writes wait for well under a second).
+const FTS_CHUNK_ROWS: i64 = 50_000;
 /// PostgreSQL: the advisory-lock key of the sync (sync-app's migrations use 7411150264).
 const PG_SYNC_LOCK: i64 = 7_411_150_265;
 /// How long a sync waits for another one to finish.
@@ -78,6 +82,11 @@ pub(super) struct Sink {
     /// PostgreSQL, MySQL: the session holds the sync lock.
     session_locked: bool,
     indexes: Vec<LiveIndex>,
+    /// SQLite: the live table has the search's FTS table, so the shadow gets one too.
+    fts: bool,
+    /// SQLite: the catalog text of the live FTS table and of its own tables, `(name, sql)`:
+    /// renaming rewrites their quotes, and the swap writes them back as they were.
+    fts_catalog: Vec<(String, String)>,
 }
 
 impl Drop for Sink {
@@ -370,6 +379,8 @@ impl Sink {
             file_lock: None,
             session_locked: false,
             indexes: Vec::new(),
+            fts: false,
+            fts_catalog: Vec::new(),
         })
     }
 
@@ -471,9 +482,26 @@ impl Sink {
     pub(super) async fn create_shadow(&mut self) -> Result<(), sqlx::Error> {
         match &mut self.conn {
             Conn::Sqlite(Some(c)) => {
-                sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE IF EXISTS main.{SHADOW}")))
-                    .execute(&mut **c)
-                    .await?;
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "DROP TABLE IF EXISTS main.{SHADOW}; DROP TABLE IF EXISTS main.{FTS_NEXT}"
+                )))
+                .execute(&mut **c)
+                .await?;
+                self.fts = sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM main.sqlite_master WHERE type = 'table' AND name = ?",
+                )
+                .bind(FTS)
+                .fetch_one(&mut **c)
+                .await?
+                    > 0;
+                self.fts_catalog = sqlx::query_as(
+                    "SELECT name, sql FROM main.sqlite_master WHERE type = 'table' \
+                     AND (name = ? OR name LIKE ? ESCAPE '!') ORDER BY name",
+                )
+                .bind(FTS)
+                .bind(format!("{}!_%", FTS.replace('_', "!_")))
+                .fetch_all(&mut **c)
+                .await?;
                 let table: Option<String> = sqlx::query_scalar(
                     "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?",
                 )
@@ -726,9 +754,10 @@ impl Sink {
         Ok(staged)
     }
 
-    /// How many indexes [`build_indexes`](Self::build_indexes) builds.
+    /// How many indexes [`build_indexes`](Self::build_indexes) builds (on SQLite, the
+    /// search's FTS table counts as one).
     pub(super) fn index_count(&self) -> u64 {
-        self.indexes.len() as u64
+        self.indexes.len() as u64 + u64::from(self.fts)
     }
 
     /// Builds the live table's indexes on the shadow table, each in a transaction of its
@@ -768,14 +797,48 @@ impl Sink {
             }
         }
         let all = statements.len() as u64;
+        let per_statement = all + u64::from(self.fts) == self.index_count();
         for (i, sql) in statements.into_iter().enumerate() {
             self.exec(sql).await?;
-            if all == self.index_count() {
+            if per_statement {
                 on_index(i as u64 + 1);
             }
         }
-        if all != self.index_count() {
+        if self.fts {
+            self.fill_fts().await?;
+        }
+        if !per_statement || self.fts {
             on_index(self.index_count());
+        }
+        Ok(())
+    }
+
+    /// SQLite: the search's FTS table for the shadow's rows, filled in ranges of ids of
+    /// [`FTS_CHUNK_ROWS`], each its own transaction.
+    async fn fill_fts(&mut self) -> Result<(), sqlx::Error> {
+        let Conn::Sqlite(Some(c)) = &mut self.conn else {
+            return Err(sqlx::Error::PoolClosed);
+        };
+        let c = &mut **c;
+        sqlx::raw_sql(AssertSqlSafe(search_index::sqlite_create_fts(FTS_NEXT)))
+            .execute(&mut *c)
+            .await?;
+        let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT MIN(id), MAX(id) FROM main.{SHADOW}"
+        )))
+        .fetch_one(&mut *c)
+        .await?;
+        let (Some(mut lo), Some(hi)) = (lo, hi) else {
+            return Ok(());
+        };
+        while lo <= hi {
+            let next = lo.saturating_add(FTS_CHUNK_ROWS);
+            sqlx::raw_sql(AssertSqlSafe(search_index::sqlite_fill(
+                FTS_NEXT, SHADOW, lo, next,
+            )))
+            .execute(&mut *c)
+            .await?;
+            lo = next;
         }
         Ok(())
     }
@@ -807,11 +870,33 @@ impl Sink {
                 // connection reloads the schema; `writable_schema = RESET` reloads ours.
                 let c = &mut **c;
                 sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *c).await?;
-                sqlx::raw_sql(AssertSqlSafe(format!(
-                    "DROP TABLE main.{LIVE}; ALTER TABLE main.{SHADOW} RENAME TO {LIVE}; PRAGMA writable_schema = ON"
-                )))
-                .execute(&mut *c)
-                .await?;
+                // The old table's search triggers go with it; the new FTS table takes the
+                // old one's name and the triggers are made again for the new table.
+                let mut sql = format!("DROP TABLE main.{LIVE}; ALTER TABLE main.{SHADOW} RENAME TO {LIVE};");
+                if self.fts {
+                    let _ = write!(
+                        sql,
+                        " DROP TABLE IF EXISTS main.{FTS}; ALTER TABLE main.{FTS_NEXT} RENAME TO {FTS};"
+                    );
+                    for trigger in search_index::sqlite_triggers() {
+                        let _ = write!(sql, " {trigger};");
+                    }
+                }
+                sql.push_str(" PRAGMA writable_schema = ON");
+                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *c).await?;
+                for (name, text) in &self.fts_catalog {
+                    let restored = sqlx::query(
+                        "UPDATE main.sqlite_master SET sql = ? WHERE type = 'table' AND name = ?",
+                    )
+                    .bind(text)
+                    .bind(name)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                    if restored != 1 {
+                        return Err(schema_error(format!("table {name} not found in the swap")));
+                    }
+                }
                 for index in indexes {
                     let renamed = sqlx::query(
                         "UPDATE main.sqlite_master SET name = ?, sql = ? \
@@ -923,6 +1008,9 @@ impl Sink {
                     self.exec("PRAGMA writable_schema = RESET".into()).await?;
                 }
                 self.exec(format!("DROP TABLE IF EXISTS {SHADOW}")).await?;
+                if matches!(self.conn, Conn::Sqlite(_)) {
+                    self.exec(format!("DROP TABLE IF EXISTS main.{FTS_NEXT}")).await?;
+                }
             }
             if self.session_locked {
                 match &self.conn {

@@ -5,6 +5,7 @@
 //! `joblog-migrations` crate, so a database they created migrates on as before.
 
 mod m20261128_000101_create_open_orders;
+mod m20261202_000102_open_orders_search;
 
 use joblog::DatabaseConnection;
 use joblog_migrations::sea_orm_migration::prelude::*;
@@ -17,7 +18,10 @@ pub struct SyncAppMigrator;
 #[async_trait::async_trait]
 impl MigratorTrait for SyncAppMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261128_000101_create_open_orders::Migration)]
+        vec![
+            Box::new(m20261128_000101_create_open_orders::Migration),
+            Box::new(m20261202_000102_open_orders_search::Migration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

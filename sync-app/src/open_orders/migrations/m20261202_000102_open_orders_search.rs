@@ -1,0 +1,74 @@
+//! The Open Orders search's index (see [`crate::open_orders::search_index`]): on SQLite
+//! an FTS5 trigram table over the text columns, filled from the rows already there and
+//! kept in step by triggers; on PostgreSQL a `pg_trgm` GIN index (when the server has the
+//! extension); nothing on MySQL / MariaDB.
+
+use joblog_migrations::sea_orm_migration::prelude::*;
+use joblog_migrations::sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+use crate::open_orders::search_index::{self, FTS};
+
+#[derive(DeriveMigrationName)]
+pub(crate) struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        match manager.get_database_backend() {
+            DbBackend::Sqlite => {
+                db.execute_unprepared(&search_index::sqlite_create_fts(FTS))
+                    .await?;
+                // External content: 'rebuild' indexes every row already in open_orders.
+                db.execute_unprepared(&format!("INSERT INTO {FTS} ({FTS}) VALUES ('rebuild')"))
+                    .await?;
+                for trigger in search_index::sqlite_triggers() {
+                    db.execute_unprepared(&trigger).await?;
+                }
+            }
+            DbBackend::Postgres => {
+                let available = db
+                    .query_one_raw(Statement::from_string(
+                        DbBackend::Postgres,
+                        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm')",
+                    ))
+                    .await?
+                    .map(|r| r.try_get_by_index::<bool>(0))
+                    .transpose()?
+                    .unwrap_or(false);
+                if !available {
+                    tracing::warn!(
+                        "sync-app: this PostgreSQL server has no pg_trgm extension; the Open Orders search \
+                         reads the whole table"
+                    );
+                    return Ok(());
+                }
+                db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+                    .await?;
+                db.execute_unprepared(&search_index::pg_create_index()).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        match manager.get_database_backend() {
+            DbBackend::Sqlite => {
+                for suffix in ["insert", "delete", "update"] {
+                    db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {FTS}_{suffix}"))
+                        .await?;
+                }
+                db.execute_unprepared(&format!("DROP TABLE IF EXISTS {FTS}"))
+                    .await?;
+            }
+            DbBackend::Postgres => {
+                db.execute_unprepared(&format!("DROP INDEX IF EXISTS {}", search_index::PG_INDEX))
+                    .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

@@ -3,7 +3,7 @@
 //! the server's peak memory. Timings are reported, never asserted.
 //!
 //! ```text
-//! cargo bench -p joblog-web --bench pages -- [--backends sqlite,postgres] [--runs N]
+//! cargo bench -p joblog-web --bench pages -- [--backends sqlite,postgres] [--runs N[,N…]] [--svg PATH]
 //!     [--details-per-run M] [--seconds S] [--connections C] [--quick]
 //! ```
 //!
@@ -25,6 +25,8 @@ use joblog::JobLogger;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+#[path = "../../joblog/benches/support/chart.rs"]
+mod chart;
 #[path = "../../joblog/benches/support/db.rs"]
 mod db;
 
@@ -32,10 +34,14 @@ use db::{BenchDb, Kind, SEED_CHUNK, exec, scalar_i64, seed_details, seed_runs};
 
 // ---- command line ------------------------------------------------------------------------
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Args {
     backends: Vec<Kind>,
     runs: u64,
+    /// `--runs N,M,…`: one run of the benchmark per size.
+    sizes: Vec<u64>,
+    /// `--svg PATH`: with several sizes, a chart of the jobs monitor against runs.
+    svg: Option<String>,
     details_per_run: u64,
     seconds: u64,
     connections: usize,
@@ -52,6 +58,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
     let mut a = Args {
         backends: vec![Kind::Sqlite, Kind::Postgres],
         runs: 1_000_000,
+        sizes: Vec::new(),
+        svg: None,
         details_per_run: 10,
         seconds: 10,
         connections: 64,
@@ -69,7 +77,15 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
                     })
                     .collect::<Result<_>>()?;
             }
-            "--runs" => a.runs = parse_num("--runs", it.next())?,
+            "--runs" => {
+                let v = it.next().context("--runs needs a value")?;
+                a.sizes = v
+                    .split(',')
+                    .map(|n| parse_num("--runs", Some(n.to_owned())))
+                    .collect::<Result<_>>()?;
+                a.runs = a.sizes[0];
+            }
+            "--svg" => a.svg = Some(it.next().context("--svg needs a path")?),
             "--details-per-run" => a.details_per_run = parse_num("--details-per-run", it.next())?,
             "--seconds" => a.seconds = parse_num("--seconds", it.next())?,
             "--connections" => a.connections = parse_num("--connections", it.next())? as usize,
@@ -327,16 +343,17 @@ struct Row {
     peak_kb: Option<u64>,
 }
 
-async fn bench_backend(args: &Args, kind: Kind) -> Result<()> {
+/// The benchmark on one backend; returns the jobs monitor's median with one client (ms).
+async fn bench_backend(args: &Args, kind: Kind) -> Result<Option<f64>> {
     let Some(bdb) = BenchDb::create(kind, "jl_webbench").await? else {
-        return Ok(());
+        return Ok(None);
     };
     let result = bench_on(args, kind, &bdb).await;
     bdb.drop_db().await;
     result
 }
 
-async fn bench_on(args: &Args, kind: Kind, bdb: &BenchDb) -> Result<()> {
+async fn bench_on(args: &Args, kind: Kind, bdb: &BenchDb) -> Result<Option<f64>> {
     let mid = seed(args, kind, &bdb.url).await?;
 
     let exe = std::env::current_exe()?;
@@ -471,12 +488,15 @@ async fn bench_on(args: &Args, kind: Kind, bdb: &BenchDb) -> Result<()> {
     let _ = writeln!(t, "\nOne client, one request at a time (2 s per endpoint):\n");
     let _ = writeln!(t, "| endpoint | req/s | p50 ms | p99 ms |");
     let _ = writeln!(t, "|---|---:|---:|---:|");
-    for (name, rps, p50, p99) in single {
+    for (name, rps, p50, p99) in &single {
         let _ = writeln!(t, "| {name} | {rps:.0} | {p50:.2} | {p99:.2} |");
     }
     let _ = writeln!(t, "\n{counts}");
     print!("{t}");
-    Ok(())
+    Ok(single
+        .iter()
+        .find(|(name, ..)| name.contains("/nocache/jobs"))
+        .map(|(_, _, p50, _)| *p50))
 }
 
 /// The jobs monitor's counts by job and status, read the way it did before issue 13 (a
@@ -527,10 +547,42 @@ fn main() -> Result<()> {
             args.seconds,
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
+        let sizes = if args.sizes.is_empty() {
+            vec![args.runs]
+        } else {
+            args.sizes.clone()
+        };
+        let mut series: Vec<chart::Series> = Vec::new();
         for &kind in &args.backends {
-            if let Err(e) = bench_backend(&args, kind).await {
-                println!("\n**{} failed**: {e:#}", kind.label());
+            let mut points = Vec::new();
+            for &runs in &sizes {
+                let args = Args { runs, ..args.clone() };
+                match bench_backend(&args, kind).await {
+                    Ok(Some(p50)) => points.push((runs as f64, p50)),
+                    Ok(None) => {}
+                    Err(e) => println!("\n**{} failed**: {e:#}", kind.label()),
+                }
             }
+            series.push(chart::Series {
+                name: format!("{}: /jobs p50", kind.label()),
+                points,
+            });
+        }
+        if sizes.len() > 1 {
+            println!("\nJobs monitor (`/nocache/jobs`, one client) against runs, p50 ms:\n");
+            println!("| backend | {} |", sizes.iter().map(|n| chart::short(*n as f64)).collect::<Vec<_>>().join(" | "));
+            println!("|---|{}", "---:|".repeat(sizes.len()));
+            for s in &series {
+                let cells: Vec<String> = s.points.iter().map(|p| format!("{:.2}", p.1)).collect();
+                println!("| {} | {} |", s.name, cells.join(" | "));
+            }
+        }
+        if let Some(path) = &args.svg {
+            std::fs::write(
+                path,
+                chart::line_chart("Jobs monitor page, one client", "runs (log scale)", "median ms", &series),
+            )?;
+            println!("\nchart written to {path}");
         }
         println!("\nTotal wall time: {:.1} s", t0.elapsed().as_secs_f64());
         Ok(())

@@ -40,12 +40,19 @@ use joblog::JobLogger;
 use joblog::query::{Cursor, RunFilter, SearchBudget, SearchEnd};
 use sea_orm::DatabaseConnection;
 
+#[path = "support/chart.rs"]
+mod chart;
+
 // ---- command line ------------------------------------------------------------------------
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Args {
     backends: Vec<Kind>,
     runs: u64,
+    /// `--runs N,M,…`: one search benchmark per size.
+    sizes: Vec<u64>,
+    /// `--svg PATH`: with several sizes, a chart of the indexed search against details.
+    svg: Option<String>,
     details_per_run: u64,
     repeat: usize,
     writes: u64,
@@ -81,7 +88,15 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
                     })
                     .collect::<Result<_>>()?;
             }
-            "--runs" => a.runs = parse_num("--runs", it.next())?.max(1),
+            "--runs" => {
+                let v = it.next().context("--runs needs a value")?;
+                a.sizes = v
+                    .split(',')
+                    .map(|n| parse_num("--runs", Some(n.to_owned())).map(|n| n.max(1)))
+                    .collect::<Result<_>>()?;
+                a.runs = a.sizes[0];
+            }
+            "--svg" => a.svg = Some(it.next().context("--svg needs a path")?),
             "--details-per-run" => a.details_per_run = parse_num("--details-per-run", it.next())?.max(1),
             "--repeat" => a.repeat = parse_num("--repeat", it.next())?.max(1) as usize,
             "--writes" => a.writes = parse_num("--writes", it.next())?,
@@ -89,8 +104,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
             "--bench" => {}
             "-h" | "--help" => {
                 println!(
-                    "cargo bench -p joblog --bench search -- [--backends sqlite,postgres] [--runs N] \
-                     [--details-per-run M] [--repeat R] [--writes W]"
+                    "cargo bench -p joblog --bench search -- [--backends sqlite,postgres] [--runs N[,N…]] \
+                     [--details-per-run M] [--repeat R] [--writes W] [--svg PATH]"
                 );
                 std::process::exit(0);
             }
@@ -226,16 +241,17 @@ fn loadavg() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-async fn bench_backend(args: &Args, kind: Kind) -> Result<()> {
+/// The searches on one backend; returns the indexed search's median per term (ms).
+async fn bench_backend(args: &Args, kind: Kind) -> Result<Vec<(&'static str, f64)>> {
     let Some(bdb) = BenchDb::create(kind, "jl_searchbench").await? else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let result = bench_on(args, kind, &bdb).await;
     bdb.drop_db().await;
     result
 }
 
-async fn bench_on(args: &Args, kind: Kind, bdb: &BenchDb) -> Result<()> {
+async fn bench_on(args: &Args, kind: Kind, bdb: &BenchDb) -> Result<Vec<(&'static str, f64)>> {
     let logger = JobLogger::connect(&bdb.url).await?;
     logger.migrate().await?;
     if kind == Kind::Postgres {
@@ -280,6 +296,7 @@ async fn bench_on(args: &Args, kind: Kind, bdb: &BenchDb) -> Result<()> {
     let t_search = Instant::now();
     let mut out = String::new();
     let mut notes = Vec::new();
+    let mut indexed = Vec::new();
     for (name, term, path, filter) in cases {
         let call = |logger: &JobLogger| {
             let logger = logger.clone();
@@ -317,6 +334,9 @@ async fn bench_on(args: &Args, kind: Kind, bdb: &BenchDb) -> Result<()> {
             ));
         }
         let (median, worst) = median_worst(walls);
+        if path == 2 {
+            indexed.push((term, median.as_secs_f64() * 1000.0));
+        }
         let count_median = if counts.is_empty() {
             "–".to_owned()
         } else {
@@ -365,7 +385,7 @@ async fn bench_on(args: &Args, kind: Kind, bdb: &BenchDb) -> Result<()> {
     for n in notes {
         println!("\n**odd**: {n}");
     }
-    Ok(())
+    Ok(indexed)
 }
 
 // ---- what the index costs the writers ------------------------------------------------------
@@ -496,13 +516,64 @@ async fn main() -> Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         loadavg()
     );
+    let sizes = if args.sizes.is_empty() {
+        vec![args.runs]
+    } else {
+        args.sizes.clone()
+    };
+    // (backend, term) → (details, median ms) per size.
+    let mut series: Vec<chart::Series> = Vec::new();
     for &kind in &args.backends {
-        if let Err(e) = bench_backend(&args, kind).await {
-            println!("\n**{} failed**: {e:#}", kind.label());
+        for &runs in &sizes {
+            let args = Args { runs, ..args.clone() };
+            match bench_backend(&args, kind).await {
+                Ok(medians) => {
+                    for (term, ms) in medians {
+                        let name = format!("{}: `{term}`", kind.label());
+                        let x = (runs * args.details_per_run) as f64;
+                        match series.iter_mut().find(|s| s.name == name) {
+                            Some(s) => s.points.push((x, ms)),
+                            None => series.push(chart::Series {
+                                name,
+                                points: vec![(x, ms)],
+                            }),
+                        }
+                    }
+                }
+                Err(e) => println!("\n**{} failed**: {e:#}", kind.label()),
+            }
         }
         if let Err(e) = bench_writes(&args, kind).await {
             println!("\n**{} writes failed**: {e:#}", kind.label());
         }
+    }
+    if sizes.len() > 1 {
+        println!("\nIndexed search against details, median ms:\n");
+        println!(
+            "| backend: term | {} |",
+            sizes
+                .iter()
+                .map(|n| chart::short((n * args.details_per_run) as f64))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        println!("|---|{}", "---:|".repeat(sizes.len()));
+        for s in &series {
+            let cells: Vec<String> = s.points.iter().map(|p| format!("{:.2}", p.1)).collect();
+            println!("| {} | {} |", s.name, cells.join(" | "));
+        }
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(
+            path,
+            chart::line_chart(
+                "Run-list search with the index",
+                "details (log scale)",
+                "median ms",
+                &series,
+            ),
+        )?;
+        println!("\nchart written to {path}");
     }
     println!("\nTotal wall time: {:.1} s", t0.elapsed().as_secs_f64());
     Ok(())

@@ -26,6 +26,11 @@ impl Sql {
         }
     }
 
+    /// The backend the placeholders are written for.
+    pub(crate) fn backend(&self) -> DbBackend {
+        self.backend
+    }
+
     /// Appends literal SQL.
     pub(crate) fn push(&mut self, text: &str) -> &mut Self {
         self.text.push_str(text);

@@ -90,15 +90,26 @@ enum Part {
     LastSuccess = 1,
     /// One of the newest runs: id, job, status and duration only.
     Recent = 2,
-    /// One of the newest successful runs: job and duration only.
-    Window = 3,
+    /// The median duration of the newest successful runs: job and duration only.
+    P50 = 3,
+    /// Their 95th percentile.
+    P95 = 4,
+    /// Both (one or two runs in the window).
+    P50AndP95 = 5,
 }
 
 impl Part {
+    const ALL: [Part; 6] = [
+        Self::LastRun,
+        Self::LastSuccess,
+        Self::Recent,
+        Self::P50,
+        Self::P95,
+        Self::P50AndP95,
+    ];
+
     fn from_code(code: i64) -> Option<Self> {
-        [Self::LastRun, Self::LastSuccess, Self::Recent, Self::Window]
-            .into_iter()
-            .find(|p| *p as i64 == code)
+        Self::ALL.into_iter().find(|p| *p as i64 == code)
     }
 }
 
@@ -111,7 +122,7 @@ fn bigint(backend: DbBackend, n: i64) -> String {
 }
 
 /// The run's duration in microseconds, computed by the database (NULL until it has
-/// finished), so that the window's 200 rows per job need no timestamps decoded.
+/// finished), so that no timestamps need decoding.
 fn duration_micros(backend: DbBackend) -> &'static str {
     match backend {
         DbBackend::Postgres => {
@@ -136,7 +147,7 @@ fn light_columns() -> String {
         .map(str::trim)
         .map(|c| match c {
             "id" | "job" | "status" => c.to_owned(),
-            _ => format!("CASE WHEN 1 = 0 THEN {c} END"),
+            _ => format!("CASE WHEN 1 = 0 THEN {c} END AS {c}"),
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -239,9 +250,45 @@ async fn summary_rows(
         if recent_runs > 0 {
             add(&mut q, job, Part::Recent, &light, false, recent_runs);
         }
-        add(&mut q, job, Part::Window, &light, true, PERCENTILE_WINDOW);
+    }
+    for job in jobs {
+        q.push(" UNION ALL ");
+        percentiles(&mut q, job, &light, term);
+        term += 1;
     }
     q.all(db).await
+}
+
+/// One term of [`summary_rows`]: the nearest-rank p50 and p95 of the durations of the
+/// job's newest [`PERCENTILE_WINDOW`] successful runs, ranked by the database (window
+/// functions), so that one or two rows come back instead of 200. Rank `ceil(p · n / 100)`
+/// of the `n` durations that are not negative, as `(p · n + 99) / 100` in integers.
+fn percentiles(q: &mut Sql, job: &str, light: &str, term: usize) {
+    let backend = q.backend();
+    let micros = duration_micros(backend);
+    let div = if backend == DbBackend::MySql {
+        " DIV "
+    } else {
+        " / "
+    };
+    let code = |p: Part| bigint(backend, p as i64);
+    q.push(&format!(
+        "SELECT * FROM (SELECT {RUN_COLUMNS}, CASE WHEN rn = r50 AND rn = r95 THEN {} \
+         WHEN rn = r50 THEN {} ELSE {} END, micros FROM (SELECT m.*, \
+         ROW_NUMBER() OVER (ORDER BY micros) AS rn, \
+         (50 * COUNT(*) OVER () + 99){div}100 AS r50, (95 * COUNT(*) OVER () + 99){div}100 AS r95 \
+         FROM (SELECT {light}, {micros} AS micros FROM job_logs WHERE job = ",
+        code(Part::P50AndP95),
+        code(Part::P50),
+        code(Part::P95)
+    ))
+    .bind(job)
+    .push(" AND status = ")
+    .bind(RunStatus::Success.code())
+    .push(&format!(
+        " ORDER BY id DESC LIMIT {PERCENTILE_WINDOW}) m WHERE micros >= 0) w \
+         WHERE rn = r50 OR rn = r95) t{term}"
+    ));
 }
 
 /// A job's rows of [`summary_rows`], as they arrive (a `UNION ALL` promises no order).
@@ -250,7 +297,8 @@ struct Parts {
     last_run: Option<RunRecord>,
     last_success: Option<RunRecord>,
     recent: Vec<RecentRun>,
-    window: Vec<Duration>,
+    p50: Option<Duration>,
+    p95: Option<Duration>,
 }
 
 impl Parts {
@@ -273,7 +321,9 @@ impl Parts {
                     duration,
                 });
             }
-            Some(Part::Window) => self.window.extend(duration),
+            Some(Part::P50) => self.p50 = duration,
+            Some(Part::P95) => self.p95 = duration,
+            Some(Part::P50AndP95) => (self.p50, self.p95) = (duration, duration),
             None => {}
         }
         Ok(())
@@ -282,26 +332,16 @@ impl Parts {
     fn summary(mut self, job: String, counts: StatusCounts, recent_runs: usize) -> JobSummary {
         self.recent.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
         self.recent.truncate(recent_runs);
-        self.window.sort_unstable();
         JobSummary {
             job,
             last_run: self.last_run,
             last_success: self.last_success,
             counts,
-            p50: percentile(&self.window, 50),
-            p95: percentile(&self.window, 95),
+            p50: self.p50,
+            p95: self.p95,
             recent: self.recent,
         }
     }
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[Duration], p: usize) -> Option<Duration> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted.get(rank - 1).copied()
 }
 
 #[cfg(test)]
@@ -309,26 +349,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nearest_rank_percentiles() {
-        let d: Vec<Duration> = (1..=100).map(Duration::from_secs).collect();
-        assert_eq!(percentile(&d, 50), Some(Duration::from_secs(50)));
-        assert_eq!(percentile(&d, 95), Some(Duration::from_secs(95)));
-        assert_eq!(percentile(&d[..1], 95), Some(Duration::from_secs(1)));
-        assert_eq!(percentile(&[], 50), None);
-    }
-
-    #[test]
     fn parts_round_trip_their_codes() {
-        for p in [Part::LastRun, Part::LastSuccess, Part::Recent, Part::Window] {
+        for p in Part::ALL {
             assert_eq!(Part::from_code(p as i64), Some(p));
         }
-        assert_eq!(Part::from_code(4), None);
+        assert_eq!(Part::from_code(6), None);
     }
 
     #[test]
     fn light_rows_line_up_with_run_columns() {
         let light = light_columns();
         assert_eq!(light.split(", ").count(), RUN_COLUMNS.split(',').count());
-        assert!(light.starts_with("id, CASE WHEN 1 = 0 THEN name END, job, status, "));
+        assert!(light.starts_with("id, CASE WHEN 1 = 0 THEN name END AS name, job, status, "));
     }
 }

@@ -20,7 +20,7 @@
 //! ERP runs in this process, and the raw loads hold their rows in memory).
 //!
 //! ```text
-//! cargo bench -p sync-app --bench sync -- [--rows N] [--backends sqlite,postgres,mysql] [--help]
+//! cargo bench -p sync-app --bench sync -- [--rows N[,N…]] [--backends sqlite,postgres,mysql] [--svg PATH] [--help]
 //! ```
 
 use std::fmt::Write as _;
@@ -35,6 +35,9 @@ use sea_orm::{ConnectionTrait, Database};
 use sync_app::erp::DEFAULT_SOURCE_QUERY;
 use sync_app::fake_erp::{FakeErp, FakeErpConfig, OrderLine, order_lines};
 use tokio_util::compat::TokioAsyncWriteCompatExt;
+
+#[path = "../../joblog/benches/support/chart.rs"]
+mod chart;
 
 const SEED: u64 = 42;
 
@@ -344,6 +347,10 @@ async fn floor_sqlite(url: &str, rows: u64) -> Result<Row> {
         .fetch_one(pool)
         .await?;
     anyhow::ensure!(n as u64 == rows, "open_orders holds {n} rows, not {rows}");
+    let has_fts: bool =
+        sqlx::query_scalar("SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'open_orders_fts'")
+            .fetch_one(pool)
+            .await?;
     db.execute_unprepared(&table.replacen("\"open_orders\"", "\"floor_copy\"", 1))
         .await?;
     peak_reset();
@@ -355,11 +362,28 @@ async fn floor_sqlite(url: &str, rows: u64) -> Result<Row> {
         let sql = sql.replacen("\" ON \"open_orders\"", "_floor\" ON \"floor_copy\"", 1);
         db.execute_unprepared(&sql).await?;
     }
+    // The search's FTS table, as the live table has one: filled in-engine in one statement.
+    let fts = if has_fts {
+        db.execute_unprepared(
+            "CREATE VIRTUAL TABLE floor_fts USING fts5(customer_code, customer_name, item_code, \
+             item_description, content='floor_copy', content_rowid='id', tokenize='trigram')",
+        )
+        .await?;
+        db.execute_unprepared(
+            "INSERT INTO floor_fts (rowid, customer_code, customer_name, item_code, item_description) \
+             SELECT id, customer_code, customer_name, item_code, item_description FROM floor_copy",
+        )
+        .await?;
+        " + the search's FTS5 table"
+    } else {
+        ""
+    };
     let time = t0.elapsed();
+    db.execute_unprepared("DROP TABLE IF EXISTS floor_fts").await?;
     db.execute_unprepared("DROP TABLE floor_copy").await?;
     Ok(Row {
         label: format!(
-            "floor: in-engine INSERT…SELECT into an unindexed table ({:.2} s) + {} CREATE INDEX ({:.2} s)",
+            "floor: in-engine INSERT…SELECT into an unindexed table ({:.2} s) + {} CREATE INDEX{fts} ({:.2} s)",
             copy_time.as_secs_f64(),
             indexes.len(),
             (time - copy_time).as_secs_f64()
@@ -368,6 +392,105 @@ async fn floor_sqlite(url: &str, rows: u64) -> Result<Row> {
         time,
         peak: peak_mb(),
     })
+}
+
+/// The Open Orders search on the table the sync just wrote: `page_consistent` (the page's
+/// rows and its totals, as the page asks for them) for a few terms taken from the data,
+/// median and p95 of 20 calls after 2 warm-up calls; next to each, the same conditions
+/// without the index (one `COUNT(*)`, 3 calls, median) — what every search cost before.
+async fn search_times(url: &str, backend: &str, rows: u64) -> Result<()> {
+    use sync_app::open_orders::query::{OrderQuery, page_consistent};
+    let db = Database::connect(url).await?;
+    let sample = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            format!(
+                "SELECT customer_name, customer_code, item_code, order_no FROM open_orders \
+                 ORDER BY id LIMIT 1 OFFSET {}",
+                rows / 2
+            ),
+        ))
+        .await?
+        .context("a row in the middle")?;
+    let name: String = sample.try_get_by_index(0)?;
+    let code: String = sample.try_get_by_index(1)?;
+    let item: String = sample.try_get_by_index(2)?;
+    let order_no: i64 = sample.try_get_by_index(3)?;
+    let part: String = name.chars().skip(1).take(5).collect();
+    let cases = [
+        ("no match", "zzznothing".to_string()),
+        ("an order number", order_no.to_string()),
+        ("a customer's name", name.clone()),
+        ("part of a name", part),
+        ("a customer code", code),
+        ("an item code", item),
+    ];
+    let like = if backend == "postgres" { "ILIKE" } else { "LIKE" };
+    println!(
+        "\n{backend}: Open Orders search at {} rows (the page's rows and totals; median / p95 of 20)\n",
+        thousands(rows)
+    );
+    println!("| term | matching rows | indexed: median ms | p95 ms | scan (no index): median ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for (what, term) in cases {
+        let q = OrderQuery {
+            search: Some(term.clone()),
+            ..OrderQuery::default()
+        };
+        let mut times = Vec::new();
+        let mut matching = 0;
+        for i in 0..22 {
+            let t0 = Instant::now();
+            let page = page_consistent(&db, &q).await?;
+            if i >= 2 {
+                times.push(t0.elapsed());
+            }
+            matching = page.total_rows;
+        }
+        times.sort();
+        let escaped = term
+            .replace('!', "!!")
+            .replace('%', "!%")
+            .replace('_', "!_")
+            .replace('\'', "''");
+        let number = term
+            .parse::<i64>()
+            .map(|n| format!("order_no = {n} OR "))
+            .unwrap_or_default();
+        let scan_sql = format!(
+            "SELECT COUNT(*) FROM open_orders WHERE {number}customer_code {like} '{escaped}%' ESCAPE '!' \
+             OR item_code {like} '{escaped}%' ESCAPE '!' OR customer_name {like} '%{escaped}%' ESCAPE '!' \
+             OR item_description {like} '%{escaped}%' ESCAPE '!'"
+        );
+        let mut scans = Vec::new();
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            let n: i64 = db
+                .query_one_raw(sea_orm::Statement::from_string(
+                    db.get_database_backend(),
+                    scan_sql.clone(),
+                ))
+                .await?
+                .context("count")?
+                .try_get_by_index(0)?;
+            scans.push(t0.elapsed());
+            anyhow::ensure!(
+                n as u64 == matching,
+                "{what}: the scan counts {n}, the page {matching}"
+            );
+        }
+        scans.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "| {what} (`{term}`) | {} | {:.2} | {:.2} | {:.2} |",
+            thousands(matching),
+            ms(times[times.len() / 2]),
+            ms(times[times.len() * 95 / 100]),
+            ms(scans[1])
+        );
+    }
+    db.close().await.ok();
+    Ok(())
 }
 
 /// `sync-app sync` itself, as a child process (the binary this package builds): its wall
@@ -493,6 +616,7 @@ async fn bench(backend: &str, rows: u64) -> Result<()> {
     // This process has only served the two syncs so far (they ran in child processes):
     // its memory is the fake ERP's.
     let served = (rss_mb(), peak_mb());
+    search_times(&url, backend, rows).await?;
     let mut limits = vec![source_limit(&ado, rows).await?];
     println!(
         "{backend}: this process (the in-process fake ERP) after serving both syncs: RSS {:.1} MB, \
@@ -533,6 +657,8 @@ async fn bench(backend: &str, rows: u64) -> Result<()> {
         limit,
     );
     if let Some(floor) = floor_secs {
+        // Read by the parent process for the chart (see `main`).
+        println!("chart-point: {backend} {rows} {:.3} {floor:.3}", sync_secs[1]);
         println!(
             "\n{backend}: sync vs the engine's floor ({floor:.2} s): into an empty table {:.2} s ({:.2}x), \
              replacing {:.2} s ({:.2}x); the sync includes reading the source (process start, \
@@ -567,12 +693,20 @@ async fn bench(backend: &str, rows: u64) -> Result<()> {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut rows = 1_000_000u64;
+    let mut sizes = vec![1_000_000u64];
     let mut backends = vec!["sqlite".to_string(), "postgres".to_string()];
+    let mut svg: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--rows" => rows = it.next().context("--rows N")?.parse()?,
+            "--rows" => {
+                sizes = it
+                    .next()
+                    .context("--rows N[,N…]")?
+                    .split(',')
+                    .map(|n| n.replace('_', "").parse::<u64>())
+                    .collect::<Result<_, _>>()?
+            }
             "--backends" => {
                 backends = it
                     .next()
@@ -581,14 +715,17 @@ fn main() -> Result<()> {
                     .map(String::from)
                     .collect()
             }
+            "--svg" => svg = Some(it.next().context("--svg PATH")?.clone()),
             "--bench" => {}
             "--help" | "-h" => {
                 println!(
                     "sync-app sync benchmark: `sync-app sync` against the source limit, the sink limit \
                      and the engine's floor (SQLite: in-engine INSERT…SELECT into an unindexed table + \
-                     CREATE INDEX; PostgreSQL: COPY into an unindexed table + index builds)\n\n\
-                     Options:\n  --rows N              open orders (default 1000000)\n  \
+                     CREATE INDEX + the search's FTS5 table; PostgreSQL: COPY into an unindexed table + \
+                     index builds), and the Open Orders search on the rows it wrote\n\n\
+                     Options:\n  --rows N[,N…]         open orders, one run per size (default 1000000)\n  \
                      --backends a,b        sqlite, postgres, mysql (default sqlite,postgres)\n  \
+                     --svg PATH            with several sizes: a chart of the sync and the floor against rows\n  \
                      -h, --help            this text"
                 );
                 return Ok(());
@@ -596,20 +733,69 @@ fn main() -> Result<()> {
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
-    if backends.len() > 1 {
-        // One process per backend: the raw loads hold 1,000,000 rows in memory and the
-        // allocator keeps much of it afterwards, which would show up as the next backend's
+    if backends.len() > 1 || sizes.len() > 1 {
+        // One process per backend and size: the raw loads hold 1,000,000 rows in memory and
+        // the allocator keeps much of it afterwards, which would show up as the next run's
         // memory (that was the 251 MB once blamed on the fake ERP).
         let exe = std::env::current_exe()?;
+        let mut points: Vec<(String, u64, f64, f64)> = Vec::new();
         for b in &backends {
-            let status = std::process::Command::new(&exe)
-                .args(["--rows", &rows.to_string(), "--backends", b])
-                .status()
-                .with_context(|| format!("running the {b} benchmark"))?;
-            anyhow::ensure!(status.success(), "the {b} benchmark failed");
+            for rows in &sizes {
+                let out = std::process::Command::new(&exe)
+                    .args(["--rows", &rows.to_string(), "--backends", b])
+                    .stderr(std::process::Stdio::inherit())
+                    .output()
+                    .with_context(|| format!("running the {b} benchmark"))?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                for line in text.lines() {
+                    match line.strip_prefix("chart-point: ") {
+                        Some(p) => {
+                            let f: Vec<&str> = p.split(' ').collect();
+                            if let [backend, n, sync, floor] = f[..] {
+                                points.push((backend.into(), n.parse()?, sync.parse()?, floor.parse()?));
+                            }
+                        }
+                        None => println!("{line}"),
+                    }
+                }
+                anyhow::ensure!(out.status.success(), "the {b} benchmark with {rows} rows failed");
+            }
+        }
+        if sizes.len() > 1 {
+            println!("\nSync (replacing the rows) and the engine's floor against rows, seconds:\n");
+            println!("| backend | rows | sync-app sync s | floor s | floor / sync |");
+            println!("|---|---:|---:|---:|---:|");
+            for (b, n, sync, floor) in &points {
+                println!(
+                    "| {b} | {} | {sync:.2} | {floor:.2} | {:.0} % |",
+                    thousands(*n),
+                    100.0 * floor / sync
+                );
+            }
+        }
+        if let Some(path) = svg {
+            let mut series = Vec::new();
+            for b in &backends {
+                for (label, pick) in [("sync-app sync", 0usize), ("engine floor", 1)] {
+                    series.push(chart::Series {
+                        name: format!("{b}: {label}"),
+                        points: points
+                            .iter()
+                            .filter(|p| &p.0 == b)
+                            .map(|p| (p.1 as f64, if pick == 0 { p.2 } else { p.3 }))
+                            .collect(),
+                    });
+                }
+            }
+            std::fs::write(
+                &path,
+                chart::line_chart("Replacing open_orders", "rows (log scale)", "seconds", &series),
+            )?;
+            println!("\nchart written to {path}");
         }
         return Ok(());
     }
+    let rows = sizes[0];
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     println!(
         "sync-app sync benchmark: {} rows, {} cores",

@@ -1115,6 +1115,18 @@ pub(crate) async fn count_details_tail_and_job_summaries(db: TestDb) {
         nightly.recent.is_empty(),
         "job_summaries() asks for no recent runs"
     );
+    // One success: it is both percentiles.
+    let tail = &summaries[1];
+    let tail_run = tail.last_success.as_ref().unwrap();
+    assert!(tail.p50.is_some(), "{:?}: a success has a duration", db.backend);
+    assert_eq!(tail.p50, tail.p95);
+    assert!(
+        tail.p50.unwrap().abs_diff(tail_run.duration().unwrap()) < Duration::from_millis(1),
+        "{:?}: p50 {:?}, the run took {:?}",
+        db.backend,
+        tail.p50,
+        tail_run.duration()
+    );
     assert_eq!(logger.jobs().await.unwrap(), ["Nightly", "TailJob"]);
 
     // The sparkline's newest runs: newest first, durations as the database computes them;

@@ -1532,6 +1532,9 @@ async fn sections_1_to_3(args: &Args, kind: Kind) -> Result<bool> {
     let result = async {
         let logger = JobLogger::builder()
             .queue_capacity(4 * args.throughput.max(2 * args.calls) + 1_000)
+            // flush() of section 2 waits for the whole backlog: the default 10 s bound
+            // is what a job waits at most, not how long a million details may take.
+            .durability_timeout(Duration::from_secs(600))
             .connect(&bdb.url)
             .await?;
         logger.migrate().await?;

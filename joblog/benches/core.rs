@@ -3,8 +3,12 @@
 //!
 //! ```text
 //! cargo bench -p joblog --bench core -- [--backends sqlite,postgres,mysql] [--runs N]
-//!     [--details-per-run M] [--quick]
+//!     [--details-per-run M] [--quick] [--no-search-index]
 //! ```
+//!
+//! `--no-search-index` drops PostgreSQL's trigram search indexes (which `migrate()`
+//! builds) before sections 1-3, so that section 2 compares the sinks on the bare table
+//! rather than on the GIN index's upkeep, which all of them pay alike.
 //!
 //! 1. `detail()` at the call site: each call timed on its own, next to `format!` alone
 //!    and a bare `tokio::sync::mpsc::UnboundedSender::send` of the same `String`.
@@ -64,6 +68,8 @@ struct Args {
     runs: u64,
     details_per_run: u64,
     quick: bool,
+    /// Sections 1-3 on PostgreSQL without the trigram search indexes.
+    no_search_index: bool,
     /// Section 1: `detail()` calls timed.
     calls: usize,
     /// Section 2: details queued then flushed.
@@ -86,6 +92,7 @@ fn parse_args() -> Result<Args> {
     let mut runs = None;
     let mut details_per_run = 10;
     let mut quick = false;
+    let mut no_search_index = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -104,12 +111,13 @@ fn parse_args() -> Result<Args> {
             "--runs" => runs = Some(parse_num("--runs", it.next())?),
             "--details-per-run" => details_per_run = parse_num("--details-per-run", it.next())?,
             "--quick" => quick = true,
+            "--no-search-index" => no_search_index = true,
             // `cargo bench` passes `--bench` to harness = false targets.
             "--bench" => {}
             "-h" | "--help" => {
                 println!(
                     "cargo bench -p joblog --bench core -- [--backends sqlite,postgres,mysql] \
-                     [--runs N] [--details-per-run M] [--quick]"
+                     [--runs N] [--details-per-run M] [--quick] [--no-search-index]"
                 );
                 std::process::exit(0);
             }
@@ -121,6 +129,7 @@ fn parse_args() -> Result<Args> {
         runs: runs.unwrap_or(if quick { 50_000 } else { 1_000_000 }),
         details_per_run,
         quick,
+        no_search_index,
         calls: if quick { 20_000 } else { 100_000 },
         throughput: if quick { 100_000 } else { 1_000_000 },
         run_window: Duration::from_secs(if quick { 1 } else { 5 }),
@@ -1532,9 +1541,17 @@ async fn sections_1_to_3(args: &Args, kind: Kind) -> Result<bool> {
     let result = async {
         let logger = JobLogger::builder()
             .queue_capacity(4 * args.throughput.max(2 * args.calls) + 1_000)
+            // flush() of section 2 waits for the whole backlog: the default 10 s bound
+            // is what a job waits at most, not how long a million details may take.
+            .durability_timeout(Duration::from_secs(600))
             .connect(&bdb.url)
             .await?;
         logger.migrate().await?;
+        if args.no_search_index && kind == Kind::Postgres {
+            for index in ["idx_job_log_details_message_trgm", "idx_job_logs_name_trgm"] {
+                exec(logger.db(), &format!("DROP INDEX IF EXISTS {index}")).await?;
+            }
+        }
         section_detail_call(&logger, kind, args.calls).await?;
         section_visibility(&logger, kind, &bdb.url, if args.quick { 20 } else { 200 }).await?;
         section_throughput(&logger, kind, args.throughput).await?;
@@ -1580,7 +1597,7 @@ async fn main() -> Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "- backends: {}; --runs {}; --details-per-run {}{}",
+        "- backends: {}; --runs {}; --details-per-run {}{}{}",
         args.backends
             .iter()
             .map(|k| k.label())
@@ -1588,7 +1605,12 @@ async fn main() -> Result<()> {
             .join(", "),
         thousands(args.runs),
         args.details_per_run,
-        if args.quick { "; --quick" } else { "" }
+        if args.quick { "; --quick" } else { "" },
+        if args.no_search_index {
+            "; --no-search-index"
+        } else {
+            ""
+        }
     );
     println!(
         "- section 1: {} calls; section 2: {} details; section 3: {} s windows; section 4: {} timed calls per query",

@@ -16,6 +16,8 @@
 //! clean-up: NUL bytes replaced, messages capped at 32 KiB) is set aside and counted the
 //! same way, so one bad row never blocks the others.
 
+#[cfg(feature = "postgres")]
+mod pg_copy;
 mod store;
 
 use std::collections::{HashMap, HashSet};
@@ -315,7 +317,16 @@ async fn write_with_retries(shared: &WriterShared, pending: &mut Pending) -> Res
 }
 
 /// One transaction: every pending detail in order, then every pending status change.
+/// On PostgreSQL the details go through COPY ([`pg_copy`]); elsewhere through
+/// multi-row INSERTs in a sea-orm transaction.
 async fn write_once(shared: &WriterShared, pending: &mut Pending) -> Result<()> {
+    #[cfg(feature = "postgres")]
+    if let Some(pool) = pg_copy::pool(&shared.db) {
+        let outcomes = pg_copy::write(pool, pending).await?;
+        pending.details.clear();
+        settle(shared, pending, outcomes);
+        return Ok(());
+    }
     let txn = shared.db.begin().await?;
     let outcomes = match write_in(&txn, pending).await {
         Ok(outcomes) => outcomes,

@@ -1522,3 +1522,295 @@ pub(crate) async fn extreme_inputs_do_not_panic(db: TestDb) {
     drop(run);
     logger.flush().await.unwrap();
 }
+
+// ---- what the writer stores, and in which transaction -----------------------------------
+
+/// The logger's writer held inside a write: `job_log_details` is locked from a connection
+/// of its own, so everything queued until [`WriterHold::release`] goes into the writer's
+/// next write, together.
+struct WriterHold {
+    locker: sea_orm::DatabaseConnection,
+    unlock: &'static str,
+}
+
+impl WriterHold {
+    /// Locks the table, calls `send` (which must queue something), and returns once the
+    /// writer waits on the lock. `None` on SQLite, where that wait cannot be seen.
+    async fn new(db: &TestDb, send: impl FnOnce()) -> Option<WriterHold> {
+        let (lock, unlock, waiting): (&[&str], _, _) = match db.backend {
+            Backend::Postgres => (
+                &["BEGIN", "LOCK TABLE job_log_details IN ACCESS EXCLUSIVE MODE"],
+                "COMMIT",
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            ),
+            Backend::MySql => (
+                &["LOCK TABLES job_log_details WRITE"],
+                "UNLOCK TABLES",
+                "SELECT COUNT(*) FROM information_schema.processlist \
+                 WHERE db = DATABASE() AND state LIKE 'Waiting for table%'",
+            ),
+            Backend::SqliteFile | Backend::SqliteMemory => return None,
+        };
+        let locker = db.fresh().await; // one connection: lock and unlock happen on it
+        let watcher = db.fresh().await;
+        for sql in lock {
+            exec(&locker, sql).await;
+        }
+        send();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let n: i64 = rows(&watcher, waiting).await[0].try_get_by_index(0).unwrap();
+            if n > 0 {
+                return Some(WriterHold { locker, unlock });
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never waited on the lock"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn release(self) {
+        exec(&self.locker, self.unlock).await;
+    }
+}
+
+/// The start of a long message, for assertion messages.
+fn short(message: &str) -> String {
+    message.chars().take(80).collect()
+}
+
+pub(crate) async fn awkward_messages_round_trip_exactly(db: TestDb) {
+    // Every byte COPY's text format treats specially (PostgreSQL's writer streams details
+    // that way), and what the other backends might mangle, read back through a fresh
+    // connection exactly as written.
+    let logger = db.logger().await;
+    let unit = "tab\t nl\n cr\r crlf\r\n bs\\ \\N \\t é 漢字 😀 ";
+    let long = unit.repeat((32 * 1024 - 100) / unit.len());
+    let messages: Vec<String> = [
+        "tab\there",
+        "line one\nline two\n",
+        "carriage\rreturn\r\n",
+        "back\\slash and a trailing one\\",
+        "\\",
+        "\\N",
+        "\\.",
+        "\\.\n\\.",
+        "\t",
+        "\n",
+        "",
+        "  leading and trailing spaces  ",
+        "\\t \\n \\r \\\\ \\x41 \\101 (escapes spelled out, not meant)",
+        "quotes ' \" ` , ; | and a percent % and an underscore _",
+        "unicode: é ß Ω 漢字 😀 e\u{301} \u{202e}rtl\u{202c} \u{feff}bom \u{fffd}",
+        "controls: \u{7} \u{8} \u{b} \u{c} \u{1b}[31mred\u{1b}[0m \u{7f}",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain([long.clone()])
+    .collect();
+    let error = format!("failed:\tsee\nbelow\\ {long}");
+    assert!(error.len() < 32 * 1024, "below the cap: nothing is cut");
+
+    let before = chrono::Utc::now();
+    let mut run = logger.start("AwkwardJob").await.unwrap();
+    run.processing().await.unwrap();
+    // Where the writer can be held, every message goes into the write that ends the run.
+    let hold = WriterHold::new(&db, || run.detail("held")).await;
+    for (i, m) in messages.iter().enumerate() {
+        if i % 2 == 0 {
+            run.detail(m.clone());
+        } else {
+            run.warn(m.clone());
+        }
+    }
+    let id = run.id();
+    let (done, ()) = tokio::join!(run.error(&error), async {
+        if let Some(hold) = hold {
+            hold.release().await;
+        }
+    });
+    done.unwrap();
+    let after = chrono::Utc::now();
+
+    let conn = db.fresh().await;
+    let (status, details) = status_and_messages(&conn, id).await;
+    assert_eq!(status, RunStatus::Error.code());
+    let mut expected = vec![("info".to_owned(), "Job started - AwkwardJob".to_owned())];
+    if matches!(db.backend, Backend::Postgres | Backend::MySql) {
+        expected.push(("info".to_owned(), "held".to_owned()));
+    }
+    for (i, m) in messages.iter().enumerate() {
+        let level = if i % 2 == 0 { "info" } else { "warn" };
+        expected.push((level.to_owned(), m.clone()));
+    }
+    expected.push(("error".to_owned(), error.clone()));
+    assert_eq!(details.len(), expected.len());
+    for (i, (got, want)) in details.iter().zip(&expected).enumerate() {
+        assert!(
+            got == want,
+            "detail {i} came back changed: {:?} read back as {:?}",
+            short(&want.1),
+            short(&got.1)
+        );
+    }
+    let stored: Option<String> = rows(&conn, &format!("SELECT error FROM job_logs WHERE id = {id}")).await[0]
+        .try_get_by_index(0)
+        .unwrap();
+    assert_eq!(stored.as_deref(), Some(error.as_str()));
+    // Timestamps: in UTC, to the microsecond (the databases keep microseconds).
+    let earliest = before - chrono::Duration::microseconds(1);
+    for d in logger.details(id, None, 100).await.unwrap() {
+        assert!(
+            earliest <= d.created_at && d.created_at <= after,
+            "detail {} written at {} outside {before} ..= {after}",
+            d.id,
+            d.created_at
+        );
+    }
+    if db.backend == Backend::Postgres {
+        // One transaction wrote every message and the status change (the row versions
+        // share their xmin): no row went in on its own, as the writer's row-by-row
+        // salvage would have written them had COPY refused the batch.
+        let together: Vec<String> = rows(
+            &conn,
+            &format!(
+                "SELECT d.message FROM job_log_details d JOIN job_logs r ON r.id = d.job_log_id \
+                 WHERE r.id = {id} AND d.xmin::text = r.xmin::text ORDER BY d.id"
+            ),
+        )
+        .await
+        .iter()
+        .map(|r| r.try_get_by_index(0).unwrap())
+        .collect();
+        let want: Vec<&String> = messages.iter().chain([&error]).collect();
+        assert!(
+            together.iter().eq(want.iter().copied()),
+            "{} of the {} messages were written with the status change",
+            together.len(),
+            want.len()
+        );
+    }
+}
+
+pub(crate) async fn a_refused_status_change_takes_its_details_with_it(db: TestDb) {
+    // The writer stores a run's details and its status change in one transaction: when
+    // the status change fails, the details it carried are not committed either, and the
+    // retry writes them once.
+    let (refuse, allow): (&[&str], &[&str]) = match db.backend {
+        Backend::Postgres => (
+            &[
+                "CREATE FUNCTION jl_refuse_error() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+                "CREATE TRIGGER jl_refuse_error BEFORE UPDATE ON job_logs FOR EACH ROW \
+                 WHEN (NEW.status = 3) EXECUTE FUNCTION jl_refuse_error()",
+            ],
+            &[
+                "DROP TRIGGER jl_refuse_error ON job_logs",
+                "DROP FUNCTION jl_refuse_error()",
+            ],
+        ),
+        Backend::MySql => (
+            &[
+                "CREATE TRIGGER jl_refuse_error BEFORE UPDATE ON job_logs FOR EACH ROW \
+               BEGIN IF NEW.status = 3 THEN \
+               SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by the test'; \
+               END IF; END",
+            ],
+            &["DROP TRIGGER jl_refuse_error"],
+        ),
+        Backend::SqliteFile | Backend::SqliteMemory => {
+            eprintln!(
+                "not applicable to SQLite: RAISE() in a trigger is a constraint error there, \
+                 which the writer answers by salvaging row by row (details committed alone)"
+            );
+            return;
+        }
+    };
+    let logger = db.logger().await;
+    let conn = db.fresh().await;
+    let mut run = logger.start("RefusedJob").await.unwrap();
+    run.processing().await.unwrap();
+    run.detail("before");
+    logger.flush().await.unwrap();
+    for sql in refuse {
+        exec(&conn, sql).await;
+    }
+    // error() queues its message as the run's last detail right before the status
+    // change: both are always in the same write.
+    let id = run.id();
+    let err = run.error("boom").await.expect_err("the status change is refused");
+    assert!(matches!(err, joblog::Error::Write(_)), "{err}");
+    let (status, details) = status_and_messages(&conn, id).await;
+    assert_eq!(
+        status,
+        RunStatus::Processing.code(),
+        "the status change was refused"
+    );
+    let messages: Vec<&str> = details.iter().map(|d| d.1.as_str()).collect();
+    assert_eq!(
+        messages,
+        ["Job started - RefusedJob", "before"],
+        "the refused status change's details stay out"
+    );
+
+    for sql in allow {
+        exec(&conn, sql).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while let Err(e) = logger.flush().await {
+        assert!(std::time::Instant::now() < deadline, "never recovered: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, details) = status_and_messages(&conn, id).await;
+    assert_eq!(status, RunStatus::Error.code());
+    let messages: Vec<&str> = details.iter().map(|d| d.1.as_str()).collect();
+    assert_eq!(messages, ["Job started - RefusedJob", "before", "boom"]);
+}
+
+pub(crate) async fn a_refused_row_spares_the_rest_of_its_batch(db: TestDb) {
+    // A detail of a deleted run (a foreign key violation) and another run's details and
+    // status change, all in one write: the write fails, the writer salvages row by row,
+    // and the other run's rows are kept.
+    let logger = db.logger().await;
+    let conn = db.fresh().await;
+    let gone = logger.start("DeletedJob").await.unwrap();
+    let kept = logger.start("KeptJob").await.unwrap();
+    let (gone_id, kept_id) = (gone.id(), kept.id());
+    logger.flush().await.unwrap();
+    exec(&conn, &format!("DELETE FROM job_logs WHERE id = {gone_id}")).await;
+    let Some(hold) = WriterHold::new(&db, || kept.detail("first, while held")).await else {
+        eprintln!(
+            "not applicable to SQLite: the writer cannot be held visibly \
+             (bad_rows_never_block_other_runs covers the salvage there)"
+        );
+        return;
+    };
+    gone.detail("into the void");
+    kept.detail("kept");
+    kept.warn("kept too");
+    let (gone_done, kept_done, ()) = tokio::join!(gone.success(), kept.success(), hold.release());
+    assert!(
+        matches!(gone_done, Err(joblog::Error::RunNotFound(id)) if id == gone_id),
+        "{gone_done:?}"
+    );
+    kept_done.expect("the other run is not blocked");
+    let (status, details) = status_and_messages(&conn, kept_id).await;
+    assert_eq!(status, RunStatus::Success.code());
+    let messages: Vec<&str> = details.iter().map(|d| d.1.as_str()).collect();
+    assert_eq!(
+        messages,
+        ["Job started - KeptJob", "first, while held", "kept", "kept too"]
+    );
+    let left: i64 = rows(
+        &conn,
+        &format!("SELECT COUNT(*) FROM job_log_details WHERE job_log_id = {gone_id}"),
+    )
+    .await[0]
+        .try_get_by_index(0)
+        .unwrap();
+    assert_eq!(left, 0);
+    logger.flush().await.expect("nothing is left stuck in the writer");
+}

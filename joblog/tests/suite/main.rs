@@ -37,4 +37,7 @@ common::backend_tests!(
     migrations_survive_races_and_half_done_runs,
     tracing_layer_works_under_a_warn_filter,
     extreme_inputs_do_not_panic,
+    awkward_messages_round_trip_exactly,
+    a_refused_status_change_takes_its_details_with_it,
+    a_refused_row_spares_the_rest_of_its_batch,
 );

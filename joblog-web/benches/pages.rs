@@ -85,7 +85,10 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
                     .collect::<Result<_>>()?;
                 a.runs = a.sizes[0];
             }
-            "--svg" => a.svg = Some(it.next().context("--svg needs a path")?),
+            "--svg" => {
+                let path = chart::out_path(&it.next().context("--svg needs a path")?)?;
+                a.svg = Some(path.display().to_string());
+            }
             "--details-per-run" => a.details_per_run = parse_num("--details-per-run", it.next())?,
             "--seconds" => a.seconds = parse_num("--seconds", it.next())?,
             "--connections" => a.connections = parse_num("--connections", it.next())? as usize,

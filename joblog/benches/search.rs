@@ -96,7 +96,10 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
                     .collect::<Result<_>>()?;
                 a.runs = a.sizes[0];
             }
-            "--svg" => a.svg = Some(it.next().context("--svg needs a path")?),
+            "--svg" => {
+                let path = chart::out_path(&it.next().context("--svg needs a path")?)?;
+                a.svg = Some(path.display().to_string());
+            }
             "--details-per-run" => a.details_per_run = parse_num("--details-per-run", it.next())?.max(1),
             "--repeat" => a.repeat = parse_num("--repeat", it.next())?.max(1) as usize,
             "--writes" => a.writes = parse_num("--writes", it.next())?,

@@ -306,8 +306,9 @@ async fn floor_postgres(url: &str, rows: u64) -> Result<Row> {
         } else {
             ""
         };
+        // The sort memory the sync's own index builds get (one string: one connection).
         db.execute_unprepared(&format!(
-            "CREATE {unique}INDEX {name}_floor ON floor_copy{}",
+            "SET maintenance_work_mem = '256MB'; CREATE {unique}INDEX {name}_floor ON floor_copy{}",
             &def[using..]
         ))
         .await?;
@@ -693,11 +694,30 @@ async fn bench(backend: &str, rows: u64, sink_limits: bool) -> Result<()> {
     Ok(())
 }
 
+/// The sync and the engine's floor against rows, per backend.
+fn sync_chart(backends: &[String], points: &[(String, u64, f64, f64)]) -> String {
+    let mut series = Vec::new();
+    for b in backends {
+        for (label, pick) in [("sync-app sync", 0usize), ("engine floor", 1)] {
+            series.push(chart::Series {
+                name: format!("{b}: {label}"),
+                points: points
+                    .iter()
+                    .filter(|p| &p.0 == b)
+                    .map(|p| (p.1 as f64, if pick == 0 { p.2 } else { p.3 }))
+                    .collect(),
+            });
+        }
+    }
+    chart::line_chart("Replacing open_orders", "rows (log scale)", "seconds", &series)
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut sizes = vec![1_000_000u64];
     let mut backends = vec!["sqlite".to_string(), "postgres".to_string()];
-    let mut svg: Option<String> = None;
+    let mut svg: Option<std::path::PathBuf> = None;
+    let mut from_table: Option<String> = None;
     let mut sink_limits = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -718,7 +738,8 @@ fn main() -> Result<()> {
                     .map(String::from)
                     .collect()
             }
-            "--svg" => svg = Some(it.next().context("--svg PATH")?.clone()),
+            "--svg" => svg = Some(chart::out_path(it.next().context("--svg PATH")?)?),
+            "--from-table" => from_table = Some(it.next().context("--from-table FILE")?.clone()),
             "--no-sink-limits" => sink_limits = false,
             "--bench" => {}
             "--help" | "-h" => {
@@ -731,12 +752,38 @@ fn main() -> Result<()> {
                      --backends a,b        sqlite, postgres, mysql (default sqlite,postgres)\n  \
                      --svg PATH            with several sizes: a chart of the sync and the floor against rows\n  \
                      --no-sink-limits      leave out the raw loads into the indexed table (implied by several sizes)\n  \
+                     --from-table FILE     with --svg: redraw the chart from the table an earlier run printed\n  \
                      -h, --help            this text"
                 );
                 return Ok(());
             }
             other => anyhow::bail!("unknown argument {other}"),
         }
+    }
+    if let Some(file) = from_table {
+        // Redraws the chart from the table an earlier run printed ("Sync (replacing the
+        // rows) and the engine's floor against rows").
+        let text = std::fs::read_to_string(&file)?;
+        let points: Vec<(String, u64, f64, f64)> = text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('|').map(str::trim).collect();
+                match f[..] {
+                    ["", b, n, sync, floor, _, ""] if b == "sqlite" || b == "postgres" => Some((
+                        b.to_owned(),
+                        n.replace(',', "").parse().ok()?,
+                        sync.parse().ok()?,
+                        floor.parse().ok()?,
+                    )),
+                    _ => None,
+                }
+            })
+            .collect();
+        anyhow::ensure!(!points.is_empty(), "no table rows in {file}");
+        let path = svg.context("--from-table needs --svg PATH")?;
+        std::fs::write(&path, sync_chart(&backends, &points))?;
+        println!("chart of {} points written to {}", points.len(), path.display());
+        return Ok(());
     }
     if backends.len() > 1 || sizes.len() > 1 {
         // One process per backend and size: the raw loads hold 1,000,000 rows in memory and
@@ -748,7 +795,11 @@ fn main() -> Result<()> {
             for rows in &sizes {
                 let out = std::process::Command::new(&exe)
                     .args(["--rows", &rows.to_string(), "--backends", b])
-                    .args(if sizes.len() > 1 { &["--no-sink-limits"][..] } else { &[] })
+                    .args(if sizes.len() > 1 {
+                        &["--no-sink-limits"][..]
+                    } else {
+                        &[]
+                    })
                     .stderr(std::process::Stdio::inherit())
                     .output()
                     .with_context(|| format!("running the {b} benchmark"))?;
@@ -780,24 +831,8 @@ fn main() -> Result<()> {
             }
         }
         if let Some(path) = svg {
-            let mut series = Vec::new();
-            for b in &backends {
-                for (label, pick) in [("sync-app sync", 0usize), ("engine floor", 1)] {
-                    series.push(chart::Series {
-                        name: format!("{b}: {label}"),
-                        points: points
-                            .iter()
-                            .filter(|p| &p.0 == b)
-                            .map(|p| (p.1 as f64, if pick == 0 { p.2 } else { p.3 }))
-                            .collect(),
-                    });
-                }
-            }
-            std::fs::write(
-                &path,
-                chart::line_chart("Replacing open_orders", "rows (log scale)", "seconds", &series),
-            )?;
-            println!("\nchart written to {path}");
+            std::fs::write(&path, sync_chart(&backends, &points))?;
+            println!("\nchart written to {}", path.display());
         }
         return Ok(());
     }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
 /// One line of the chart: its name and its `(x, y)` points.
 pub(crate) struct Series {
@@ -155,4 +156,25 @@ pub(crate) fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Se
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// Where `--svg PATH` writes: a relative path is taken from the workspace root (`cargo
+/// bench` runs a benchmark in its package's directory). Creates the folder; call it before
+/// the benchmark runs, so that a bad path fails at once rather than after the run.
+pub(crate) fn out_path(path: &str) -> std::io::Result<PathBuf> {
+    let p = PathBuf::from(path);
+    let p = if p.is_absolute() {
+        p
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
+    };
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)?;
+    Ok(p)
 }

@@ -573,12 +573,8 @@ fn main() -> Result<()> {
         }
         if sizes.len() > 1 {
             println!("\nJobs monitor (`/nocache/jobs`, one client) against runs, p50 ms:\n");
-            println!("| backend | {} |", sizes.iter().map(|n| chart::short(*n as f64)).collect::<Vec<_>>().join(" | "));
-            println!("|---|{}", "---:|".repeat(sizes.len()));
-            for s in &series {
-                let cells: Vec<String> = s.points.iter().map(|p| format!("{:.2}", p.1)).collect();
-                println!("| {} | {} |", s.name, cells.join(" | "));
-            }
+            let xs: Vec<f64> = sizes.iter().map(|n| *n as f64).collect();
+            chart::print_table("backend", &xs, &series);
         }
         if let Some(path) = &args.svg {
             std::fs::write(

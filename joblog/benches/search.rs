@@ -552,19 +552,8 @@ async fn main() -> Result<()> {
     }
     if sizes.len() > 1 {
         println!("\nIndexed search against details, median ms:\n");
-        println!(
-            "| backend: term | {} |",
-            sizes
-                .iter()
-                .map(|n| chart::short((n * args.details_per_run) as f64))
-                .collect::<Vec<_>>()
-                .join(" | ")
-        );
-        println!("|---|{}", "---:|".repeat(sizes.len()));
-        for s in &series {
-            let cells: Vec<String> = s.points.iter().map(|p| format!("{:.2}", p.1)).collect();
-            println!("| {} | {} |", s.name, cells.join(" | "));
-        }
+        let xs: Vec<f64> = sizes.iter().map(|n| (n * args.details_per_run) as f64).collect();
+        chart::print_table("backend: term", &xs, &series);
     }
     if let Some(path) = &args.svg {
         std::fs::write(

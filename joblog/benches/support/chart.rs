@@ -178,3 +178,14 @@ pub(crate) fn out_path(path: &str) -> std::io::Result<PathBuf> {
         .open(&p)?;
     Ok(p)
 }
+
+/// The series as a markdown table: a row per series, a column per x.
+pub(crate) fn print_table(first: &str, xs: &[f64], series: &[Series]) {
+    let heads: Vec<String> = xs.iter().map(|x| short(*x)).collect();
+    println!("| {first} | {} |", heads.join(" | "));
+    println!("|---|{}", "---:|".repeat(xs.len()));
+    for s in series {
+        let cells: Vec<String> = s.points.iter().map(|p| format!("{:.2}", p.1)).collect();
+        println!("| {} | {} |", s.name, cells.join(" | "));
+    }
+}

@@ -11,10 +11,11 @@ mod common;
 use std::net::SocketAddr;
 
 use joblog_migrations::JoblogMigrator;
-use joblog_migrations::sea_orm_migration::MigratorTrait;
+use joblog_migrations::sea_orm_migration::{MigrationTrait, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use sync_app::erp::{DEFAULT_SOURCE_QUERY, ErpSource};
 use sync_app::fake_erp::{FakeErp, FakeErpConfig};
+use sync_app::open_orders::SyncAppMigrator;
 use sync_app::sync_job::SyncOpenOrdersJob;
 
 use common::{Backend, TestDb};
@@ -128,16 +129,18 @@ async fn schema(conn: &DatabaseConnection) -> Vec<String> {
     out
 }
 
-/// What joblog's migrations added after 0.1.0, as names or parts of names found in the
-/// catalog rows that describe it (extend it with each new table, index or trigger): the
-/// secrets table, the search index (SQLite's FTS5 tables and their triggers, PostgreSQL's
-/// trigram indexes), and the per-job run counts with their triggers.
-const NEW_TABLES: [&str; 5] = [
+/// What the migrations added after 0.1.0, as names or parts of names found in the catalog
+/// rows that describe it (extend it with each new table, index or trigger): joblog's
+/// secrets table, its search index (SQLite's FTS5 tables and their triggers, PostgreSQL's
+/// trigram indexes) and the per-job run counts with their triggers; sync-app's Open Orders
+/// search index (SQLite: `open_orders_fts` and its triggers; PostgreSQL: a GIN index).
+const NEW_TABLES: [&str; 6] = [
     "joblog_secrets",
     "joblog_search_index",
     "_fts",
     "_trgm",
     "job_run_counts",
+    "idx_open_orders_search",
 ];
 
 /// `rows` without those that describe a table added after 0.1.0.
@@ -148,37 +151,51 @@ fn without_new_tables(rows: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// `new` keeps every row of `old` exactly, and adds only joblog's migrations added since,
-/// in order, after joblog's old ones (sync-app's history unchanged).
+/// `new` keeps every row of `old` exactly, and adds only the migrations added since, in
+/// order, after the old ones — joblog's in `joblog_migrations`, sync-app's in
+/// `sync_app_migrations`.
 fn assert_history_extends(new: &[String], old: &[String]) {
-    let joblog = |h: &[String]| -> Vec<String> {
-        h.iter()
-            .filter(|v| v.starts_with("joblog_migrations: "))
-            .cloned()
+    let names = |migrations: Vec<Box<dyn MigrationTrait>>, table: &str| -> Vec<String> {
+        migrations
+            .iter()
+            .map(|m| format!("{table}: {}", m.name()))
             .collect()
     };
-    let others = |h: &[String]| -> Vec<String> {
-        h.iter()
-            .filter(|v| !v.starts_with("joblog_migrations: "))
-            .cloned()
-            .collect()
-    };
-    let (old_joblog, new_joblog) = (joblog(old), joblog(new));
-    assert_eq!(
-        new_joblog[..old_joblog.len().min(new_joblog.len())],
-        old_joblog[..],
-        "the 0.1.0 rows kept exactly, nothing applied twice, nothing renamed: {new:#?}"
+    for (table, all) in [
+        (
+            "joblog_migrations",
+            names(JoblogMigrator::migrations(), "joblog_migrations"),
+        ),
+        (
+            "sync_app_migrations",
+            names(SyncAppMigrator::migrations(), "sync_app_migrations"),
+        ),
+    ] {
+        let of = |h: &[String]| -> Vec<String> {
+            h.iter()
+                .filter(|v| v.starts_with(&format!("{table}: ")))
+                .cloned()
+                .collect()
+        };
+        let (old_rows, new_rows) = (of(old), of(new));
+        assert_eq!(
+            new_rows[..old_rows.len().min(new_rows.len())],
+            old_rows[..],
+            "{table}: the 0.1.0 rows kept exactly, nothing applied twice, nothing renamed: {new:#?}"
+        );
+        // What was added: exactly today's migrations after the 0.1.0 ones, in their order.
+        assert_eq!(
+            new_rows[old_rows.len()..],
+            all[old_rows.len()..],
+            "{table}: only the new migrations, after the old ones"
+        );
+    }
+    assert!(new.len() > old.len(), "migrations were added since 0.1.0");
+    assert!(
+        new.iter()
+            .all(|v| v.starts_with("joblog_migrations: ") || v.starts_with("sync_app_migrations: ")),
+        "{new:#?}"
     );
-    // What was added: exactly today's migrations after the 0.1.0 ones, in their order.
-    let added: Vec<String> = new_joblog[old_joblog.len()..].to_vec();
-    let expected: Vec<String> = JoblogMigrator::migrations()
-        .iter()
-        .skip(old_joblog.len())
-        .map(|m| format!("joblog_migrations: {}", m.name()))
-        .collect();
-    assert!(!expected.is_empty(), "joblog has migrations since 0.1.0");
-    assert_eq!(added, expected, "only the new migrations, after the old ones");
-    assert_eq!(others(new), others(old), "sync-app's history unchanged");
 }
 
 async fn count(conn: &DatabaseConnection, table: &str) -> i64 {

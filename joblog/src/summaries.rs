@@ -171,10 +171,12 @@ impl JobLogger {
     /// reads the runs per job and status from `job_run_counts` (kept by triggers as runs
     /// start, change status and are pruned, in the same transaction); one more reads, for
     /// each job, a `UNION ALL` of four index range scans — its newest run and newest
-    /// success (every column), its newest runs and its newest 200 successes (id, status
-    /// and the duration the database computes; no timestamps to decode) — so a dashboard
-    /// costs the same two round trips for one job as for a hundred. (Past 125 jobs, one
-    /// more statement per 125: SQLite's limit on the terms of one compound statement.)
+    /// success (every column), its newest runs (id, status and the duration the database
+    /// computes; no timestamps to decode), and p50 / p95 of its newest 200 successes
+    /// (ranked by the database; on SQLite the 200 durations come as one text) — so a
+    /// dashboard costs the same two round trips for one job as for a hundred. (Past 125
+    /// jobs, one more statement per 125: SQLite's limit on the terms of one compound
+    /// statement.)
     pub async fn job_summaries_with(&self, recent_runs: u64) -> Result<Vec<JobSummary>> {
         let db = self.db();
         let counts = run_counts(db).await?;

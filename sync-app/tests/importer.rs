@@ -685,8 +685,55 @@ async fn leftovers_of_a_killed_sync_are_dropped(db: TestDb) {
     logger.flush().await.ok();
 }
 
+/// The search index covers every row a sync writes: SQLite fills it in ranges of 50,000
+/// ids (each its own transaction), so rows on both sides of each range's edge are found,
+/// the FTS5 table holds one entry a row, and its integrity check passes.
+async fn the_search_index_covers_every_row(db: TestDb) {
+    let (logger, importer) = setup(&db).await;
+    let n = 120_001;
+    importer
+        .replace(rows(0, n), &Lines::default())
+        .await
+        .expect("import");
+    let conn = db.fresh().await;
+    for i in [1u64, 49_999, 50_001, 100_001, 119_999] {
+        let q = OrderQuery {
+            search: Some(format!("Widget {i} –")),
+            ..OrderQuery::default()
+        };
+        let page = query::page(&conn, &q).await.expect("search");
+        assert_eq!(
+            page.rows.iter().map(|r| r.order.order_no).collect::<Vec<_>>(),
+            [100_000 + i as i64],
+            "{:?}: row {i}",
+            db.backend
+        );
+    }
+    if conn.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        let entries = conn
+            .query_one_raw(Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT COUNT(*) AS n FROM open_orders_fts_docsize",
+            ))
+            .await
+            .expect("count")
+            .expect("a row")
+            .try_get::<i64>("", "n")
+            .expect("n");
+        assert_eq!(entries, n as i64, "one index entry a row");
+        conn.execute_unprepared(
+            "INSERT INTO open_orders_fts (open_orders_fts, rank) VALUES ('integrity-check', 1)",
+        )
+        .await
+        .expect("the FTS index matches open_orders");
+    }
+    conn.close().await.ok();
+    logger.flush().await.ok();
+}
+
 backend_tests!(
     the_swap_keeps_names_and_definitions,
+    the_search_index_covers_every_row,
     leftovers_of_a_killed_sync_are_dropped,
     concurrent_imports_never_mix,
     a_failed_import_leaves_no_open_transaction,

@@ -49,11 +49,11 @@ pub(crate) fn sqlite_create_fts(name: &str) -> String {
     )
 }
 
-/// SQLite: indexes the rows of `table` with `lo <= id < hi` into `fts`.
-pub(crate) fn sqlite_fill(fts: &str, table: &str, lo: i64, hi: i64) -> String {
+/// SQLite: indexes the rows of `table` with `first <= id <= last` into `fts`.
+pub(crate) fn sqlite_fill(fts: &str, table: &str, first: i64, last: i64) -> String {
     format!(
         "INSERT INTO main.{fts} (rowid, {COLUMNS}) SELECT id, {COLUMNS} FROM main.{table} \
-         WHERE id >= {lo} AND id < {hi}"
+         WHERE id BETWEEN {first} AND {last}"
     )
 }
 
@@ -97,10 +97,10 @@ mod tests {
     #[test]
     fn fill_takes_a_range() {
         assert_eq!(
-            sqlite_fill(FTS_NEXT, "open_orders_next", 1, 100_001),
+            sqlite_fill(FTS_NEXT, "open_orders_next", 1, 100_000),
             "INSERT INTO main.open_orders_next_fts (rowid, customer_code, customer_name, item_code, \
              item_description) SELECT id, customer_code, customer_name, item_code, item_description \
-             FROM main.open_orders_next WHERE id >= 1 AND id < 100001"
+             FROM main.open_orders_next WHERE id BETWEEN 1 AND 100000"
         );
     }
 }

@@ -800,9 +800,9 @@ impl Sink {
         }
         let all = statements.len() as u64;
         let per_statement = all + u64::from(self.fts) == self.index_count();
-        // PostgreSQL builds an index (the search's GIN index above all) several times
-        // faster with more than the default 64 MB of sort memory; this session only, and
-        // never less than the server's own setting.
+        // PostgreSQL's index builds get more than the default 64 MB of sort memory; this
+        // session only, and never less than the server's own setting. (Measured at 1 M
+        // rows: 32.6 → 30.7 s for all of them; the search's GIN index gains little.)
         let pg = matches!(self.conn, Conn::Postgres(_));
         if pg {
             self.exec(format!(
@@ -847,14 +847,17 @@ impl Sink {
         let (Some(mut lo), Some(hi)) = (lo, hi) else {
             return Ok(());
         };
-        while lo <= hi {
-            let next = lo.saturating_add(FTS_CHUNK_ROWS);
+        loop {
+            let last = lo.saturating_add(FTS_CHUNK_ROWS - 1).min(hi);
             sqlx::raw_sql(AssertSqlSafe(search_index::sqlite_fill(
-                FTS_NEXT, SHADOW, lo, next,
+                FTS_NEXT, SHADOW, lo, last,
             )))
             .execute(&mut *c)
             .await?;
-            lo = next;
+            if last >= hi {
+                break;
+            }
+            lo = last + 1;
         }
         Ok(())
     }

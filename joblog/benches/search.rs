@@ -69,6 +69,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
     let mut a = Args {
         backends: vec![Kind::Sqlite],
         runs: 300_000,
+        sizes: Vec::new(),
+        svg: None,
         details_per_run: 10,
         repeat: 3,
         writes: 1_000_000,

@@ -53,13 +53,19 @@ impl RunFilter {
     }
 
     fn push_where(&self, q: &mut Sql, backend: DbBackend) {
-        self.push_where_within(q, backend, None);
+        self.push_where_within(q, backend, None, false);
     }
 
     /// [`push_where`](Self::push_where), with the details the text filter reads limited to
     /// runs inside `within` (the search window past a cursor): PostgreSQL turns the `EXISTS`
     /// into one hashed scan of the whole details table otherwise, however small the window.
-    fn push_where_within(&self, q: &mut Sql, backend: DbBackend, within: Option<Cursor>) {
+    ///
+    /// `per_run` (PostgreSQL): the details are checked run by run, newest first, never by
+    /// the planner's alternative of one hashed set of every matching line. `OFFSET 0` keeps
+    /// the `EXISTS` from being turned into that set, which for a term in very many lines
+    /// (`Job started`) means reading all of them through the trigram index to fill a page
+    /// the newest runs fill at once (measured at 100,000 runs: 188 ms, and 5 ms run by run).
+    fn push_where_within(&self, q: &mut Sql, backend: DbBackend, within: Option<Cursor>, per_run: bool) {
         q.push(" WHERE 1 = 1");
         if let Some(status) = self.status {
             q.push(" AND status = ").bind(status.code());
@@ -90,7 +96,11 @@ impl RunFilter {
             q.push(" AND d.message")
                 .push(like_ci(backend))
                 .bind(pattern)
-                .push(" ESCAPE '!'))");
+                .push(" ESCAPE '!'");
+            if per_run && backend == DbBackend::Postgres {
+                q.push(" OFFSET 0");
+            }
+            q.push("))");
         }
     }
 }
@@ -532,8 +542,10 @@ impl JobLogger {
         }
         let window = budget.runs.max(1);
         let ascending = matches!(cursor, Cursor::After(_));
+        // After the index declined (a term in more lines than it counts), the newest runs
+        // are checked one by one: they fill the page soonest.
         let Some(rows) = self
-            .search_statement(filter, cursor, limit, window, budget.time)
+            .search_statement(filter, cursor, limit, window, budget.time, budget.index)
             .await?
         else {
             // Stopped by the database: step past the window so the user can go on.
@@ -827,13 +839,14 @@ impl JobLogger {
         limit: u64,
         window: u64,
         time: Duration,
+        per_run: bool,
     ) -> Result<Option<Vec<QueryResult>>> {
         let db = self.db();
         let backend = db.get_database_backend();
         let millis = time.as_millis().clamp(1, u128::from(u32::MAX));
         match backend {
             DbBackend::Postgres => {
-                let q = search_sql(filter, cursor, limit, window, backend, TimeLimit::Outside, millis);
+                let q = search_sql(filter, cursor, limit, window, backend, TimeLimit::Outside, millis, per_run);
                 let txn = db.begin().await?;
                 txn.execute_unprepared(&format!(
                     "{PG_SEARCH_SESSION}; SET LOCAL statement_timeout = {millis}"
@@ -857,7 +870,7 @@ impl JobLogger {
                     _ => TimeLimit::MariaDb,
                 };
                 for attempt in 0..2 {
-                    let q = search_sql(filter, cursor, limit, window, backend, flavor, millis);
+                    let q = search_sql(filter, cursor, limit, window, backend, flavor, millis, per_run);
                     match q.all(db).await {
                         Ok(rows) => {
                             let code = if flavor == TimeLimit::MySql { 2 } else { 1 };
@@ -879,7 +892,7 @@ impl JobLogger {
                 Ok(None)
             }
             _ => {
-                let q = search_sql(filter, cursor, limit, window, backend, TimeLimit::Outside, millis);
+                let q = search_sql(filter, cursor, limit, window, backend, TimeLimit::Outside, millis, per_run);
                 #[cfg(feature = "sqlite")]
                 {
                     sqlite_budget::all_within(db, q.build(), time).await
@@ -975,6 +988,7 @@ fn search_sql(
     backend: DbBackend,
     time_limit: TimeLimit,
     millis: u128,
+    per_run: bool,
 ) -> Sql {
     let mut q = Sql::new(backend, "");
     if time_limit == TimeLimit::MariaDb {
@@ -998,7 +1012,7 @@ fn search_sql(
         "m.*, w.edge, w.n FROM w LEFT JOIN (SELECT {RUN_COLUMNS} FROM job_logs"
     ));
     filter.push_index_hint(&mut q, backend);
-    filter.push_where_within(&mut q, backend, Some(cursor));
+    filter.push_where_within(&mut q, backend, Some(cursor), per_run);
     push_cursor(&mut q, cursor);
     q.push(&format!(
         " AND id {bound} (SELECT edge FROM w) ORDER BY id {order} LIMIT {}) m ON 1 = 1",

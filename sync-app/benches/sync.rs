@@ -15,6 +15,8 @@
 //!   swap, every log line; process start and the migration check included) into an empty
 //!   table, then again replacing the N rows it wrote.
 //!
+//! `SYNC_BENCH_SHOW_OUTPUT=1` prints what `sync-app sync` printed (its steps and their times).
+//!
 //! Peak memory: for sync-app, the child process's own peak RSS (`VmHWM`); for the limits,
 //! this process's peak RSS during the step (reset through `/proc/self/clear_refs`; the fake
 //! ERP runs in this process, and the raw loads hold their rows in memory).
@@ -527,6 +529,12 @@ async fn ours(url: &str, ado: &str, rows: u64, label: &str) -> Result<Row> {
     let mut out = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out)?;
     anyhow::ensure!(status.success(), "sync-app sync failed: {out}");
+    if std::env::var_os("SYNC_BENCH_SHOW_OUTPUT").is_some() {
+        // Its own lines (each step and its time), to see where the time goes.
+        for line in out.lines() {
+            println!("    sync-app: {line}");
+        }
+    }
     anyhow::ensure!(
         out.contains(&format!("{} inserted", thousands(rows))),
         "sync-app sync did not insert {rows} rows: {out}"

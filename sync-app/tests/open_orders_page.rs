@@ -1005,6 +1005,57 @@ async fn every_column_sorts_both_ways(db: TestDb) {
     );
 }
 
+/// A searched page sorts, pages and totals like the whole table does, over the matching
+/// rows only (the search reads its rows and totals in one statement of its own).
+async fn searched_pages_sort_and_total_over_the_matches(db: TestDb) {
+    let site = serve(&db).await;
+    let data = grid_rows();
+    import(&site.logger, &data).await;
+    // `IT-` (the index's smallest term) is in 120 of the 130 item codes: three pages.
+    let matching: Vec<OpenOrder> = data
+        .iter()
+        .filter(|o| o.item_code.starts_with("IT-"))
+        .cloned()
+        .collect();
+    assert_eq!(matching.len() as u64, GRID_IT_ROWS);
+    let want_totals = totals_line(&matching);
+    let mut failures = Vec::new();
+    for sort in SORTS {
+        for (dir, descending) in [("asc", false), ("desc", true)] {
+            let want = keys(sorted(&matching, sort, descending));
+            let mut got = Vec::new();
+            for page in 1..=3 {
+                let page = page.to_string();
+                let url = orders_url(&[("q", "IT-"), ("sort", sort), ("dir", dir), ("page", &page)]);
+                let body = site.page(&url).await;
+                if totals(&body) != want_totals {
+                    failures.push(format!(
+                        "q=IT-&sort={sort}&dir={dir}&page={page}: totals `{}`, expected `{want_totals}`",
+                        totals(&body)
+                    ));
+                }
+                got.extend(rows(&body));
+            }
+            if got != want {
+                let at = got.iter().zip(&want).take_while(|(g, w)| g == w).count();
+                failures.push(format!(
+                    "q=IT-&sort={sort}&dir={dir}, from row {} of {}:\n  shows    {}\n  expected {}",
+                    at + 1,
+                    want.len(),
+                    shown(&matching, &got[at.min(got.len())..], sort),
+                    shown(&matching, &want[at..], sort)
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{:?}: searched pages that went wrong:\n{}",
+        db.backend,
+        failures.join("\n")
+    );
+}
+
 /// Amounts and open quantities sort as numbers, not as their text (`10.00` < `9.50`).
 async fn amounts_and_quantities_sort_as_numbers(db: TestDb) {
     let site = serve(&db).await;
@@ -1264,6 +1315,11 @@ async fn amounts_sort_exactly_beyond_double_precision(db: TestDb) {
     import(&site.logger, &data).await;
     let body = site.page("/open_orders").await;
     assert_eq!(totals(&body), totals_line(&data), "exact sums");
+    // The same through a search (its own statement; SQLite's integer sum of cents cannot
+    // hold these amounts and must hand over to the exact sum).
+    let body = site.page(&orders_url(&[("q", "IT-"), ("sort", "amount")])).await;
+    assert_eq!(totals(&body), totals_line(&data), "exact sums of a search");
+    assert_eq!(rows(&body), keys(sorted(&data, "amount", false)), "a search's amount sort");
     let mut failures = Vec::new();
     for (sort, dir, descending) in [
         ("amount", "asc", false),
@@ -1407,6 +1463,7 @@ backend_tests!(
     search_matches_numbers_codes_and_names_literally,
     search_finds_rows_written_by_raw_sql,
     every_column_sorts_both_ways,
+    searched_pages_sort_and_total_over_the_matches,
     amounts_and_quantities_sort_as_numbers,
     rows_without_a_date_sort_together,
     pages_carry_search_and_sort_and_bad_parameters_are_400,

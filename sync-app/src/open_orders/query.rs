@@ -58,9 +58,17 @@ impl Sort {
             .map_or("order", |(_, k)| k)
     }
 
-    /// The ORDER BY terms for this sort in direction `dir` (`ASC`/`DESC`). Columns are
-    /// qualified with the table: the SELECT list aliases the decimals as text.
-    fn order_by(self, backend: DbBackend, dir: &str) -> String {
+    /// The ORDER BY terms for this sort in direction `dir` (`ASC`/`DESC`), then order
+    /// number and line. Columns are qualified with `t` (the table or its alias): the SELECT
+    /// list aliases the decimals as text.
+    fn order_by(self, backend: DbBackend, dir: &str, t: &str) -> String {
+        format!(
+            "{}, {t}.order_no {dir}, {t}.line_no {dir}",
+            self.sort_terms(backend, dir, t)
+        )
+    }
+
+    fn sort_terms(self, backend: DbBackend, dir: &str, t: &str) -> String {
         let number = |col: &str| match backend {
             // SQLite keeps decimals as text with their column's scale: order by the
             // double first, then — where doubles tie beyond 15 digits — by the text, which
@@ -68,16 +76,16 @@ impl Sort {
             DbBackend::Sqlite => {
                 let other = if dir == "ASC" { "DESC" } else { "ASC" };
                 format!(
-                    "CAST(open_orders.{col} AS REAL) {dir}, \
-                     CASE WHEN open_orders.{col} LIKE '-%' THEN NULL ELSE LENGTH(open_orders.{col}) END {dir}, \
-                     CASE WHEN open_orders.{col} LIKE '-%' THEN NULL ELSE open_orders.{col} END {dir}, \
-                     CASE WHEN open_orders.{col} LIKE '-%' THEN LENGTH(open_orders.{col}) END {other}, \
-                     CASE WHEN open_orders.{col} LIKE '-%' THEN open_orders.{col} END {other}"
+                    "CAST({t}.{col} AS REAL) {dir}, \
+                     CASE WHEN {t}.{col} LIKE '-%' THEN NULL ELSE LENGTH({t}.{col}) END {dir}, \
+                     CASE WHEN {t}.{col} LIKE '-%' THEN NULL ELSE {t}.{col} END {dir}, \
+                     CASE WHEN {t}.{col} LIKE '-%' THEN LENGTH({t}.{col}) END {other}, \
+                     CASE WHEN {t}.{col} LIKE '-%' THEN {t}.{col} END {other}"
                 )
             }
-            _ => format!("open_orders.{col} {dir}"),
+            _ => format!("{t}.{col} {dir}"),
         };
-        let plain = |col: &str| format!("open_orders.{col} {dir}");
+        let plain = |col: &str| format!("{t}.{col} {dir}");
         match self {
             Sort::Order => plain("order_no"),
             Sort::OrderDate => plain("order_date"),
@@ -157,7 +165,8 @@ const SELECT: &str = "id, order_no, line_no, customer_code, customer_name, item_
      qty_ordered, qty_shipped, qty_open, unit_price, line_amount, currency, order_date, requested_date, \
      promised_date, warehouse, status, rush, erp_modified_at, synced_at";
 
-fn decimals(backend: DbBackend) -> String {
+/// The page's SELECT list: exact decimals and dates as text on every backend.
+fn columns(backend: DbBackend) -> Vec<String> {
     // Exact decimals come back as text on every backend.
     let cast = |c: &str| match backend {
         DbBackend::Postgres => format!("{c}::text AS {c}"),
@@ -178,7 +187,7 @@ fn decimals(backend: DbBackend) -> String {
             _ => c.to_string(),
         });
     }
-    cols.join(", ")
+    cols
 }
 
 struct Where {
@@ -337,20 +346,31 @@ pub async fn page_consistent(db: &sea_orm::DatabaseConnection, q: &OrderQuery) -
 }
 
 /// One page of open orders with totals over the whole search.
+///
+/// With a search, one statement finds the matching rows once and returns both the page and
+/// the totals (the rows a term matches are looked up, checked and read once, not once for
+/// the page and again for the totals). Without one, the page reads its rows in index order
+/// and the totals are one more statement over the table.
 pub async fn page(db: &impl ConnectionTrait, q: &OrderQuery) -> Result<OrdersPage, DbErr> {
     let backend = db.get_database_backend();
     let per_page = q.per_page.clamp(1, MAX_PER_PAGE);
     let page = q.page.max(1);
     let filter = search_clause(backend, q.search.as_deref());
     let dir = if q.descending { "DESC" } else { "ASC" };
-    let order = format!(
-        "{}, open_orders.order_no {dir}, open_orders.line_no {dir}",
-        q.sort.order_by(backend, dir)
-    );
     let offset = u64::from(page - 1) * u64::from(per_page);
+    if !filter.sql.is_empty() {
+        match searched_page(db, q, &filter, per_page, offset).await {
+            Err(e) if backend == DbBackend::Sqlite && e.to_string().contains("integer overflow") => {}
+            Ok(Some(found)) => return Ok(found),
+            Ok(None) => {}
+            Err(e) => return Err(e),
+        }
+        // Amounts beyond 64-bit cents (SQLite): the page, then the totals summed here.
+    }
+    let order = q.sort.order_by(backend, dir, "open_orders");
     let sql = format!(
         "SELECT {} FROM open_orders{} ORDER BY {order} LIMIT {per_page} OFFSET {offset}",
-        decimals(backend),
+        columns(backend).join(", "),
         filter.sql
     );
     let rows = db
@@ -372,25 +392,121 @@ pub async fn page(db: &impl ConnectionTrait, q: &OrderQuery) -> Result<OrdersPag
     })
 }
 
+/// The sum of `line_amount` as text and, on SQLite, the longest amount (which says whether
+/// the integer sum of cents could have overflowed).
+fn sum_expressions(backend: DbBackend) -> (&'static str, &'static str) {
+    // SQLite keeps decimals as canonical text with exactly two decimals: dropping the
+    // point gives whole cents, summed exactly as integers. Amounts too long for a 64-bit
+    // integer, or a sum that overflows one, are summed in Rust instead, exactly.
+    match backend {
+        DbBackend::Sqlite => (
+            "CAST(SUM(CAST(REPLACE(line_amount, '.', '') AS INTEGER)) AS TEXT)",
+            "MAX(LENGTH(line_amount))",
+        ),
+        DbBackend::Postgres => ("SUM(line_amount)::text", "CAST(NULL AS BIGINT)"),
+        _ => ("CAST(SUM(line_amount) AS CHAR)", "CAST(NULL AS SIGNED)"),
+    }
+}
+
+/// Adds one row of totals (`currency`, `n`, `total`, `longest`) to the running totals;
+/// `false` when SQLite's integer sum cannot be trusted (amounts of 19 characters or more).
+fn add_totals_row(
+    backend: DbBackend,
+    row: &QueryResult,
+    total_rows: &mut u64,
+    by_currency: &mut BTreeMap<String, Decimal>,
+) -> Result<bool, DbErr> {
+    if backend == DbBackend::Sqlite && row.try_get::<Option<i64>>("", "longest")?.unwrap_or(0) >= 19 {
+        return Ok(false);
+    }
+    let n: i64 = row.try_get("", "n")?;
+    *total_rows += n as u64;
+    let mut total = decimal(row, "total")?;
+    if backend == DbBackend::Sqlite {
+        total.set_scale(2).map_err(|e| DbErr::Type(e.to_string()))?;
+    }
+    by_currency.insert(text(row, "currency")?, total);
+    Ok(true)
+}
+
+/// A searched page and its totals in one statement: the matching rows are found once (a
+/// materialized CTE), then the page is sorted from them and the totals grouped from them.
+/// `None` when SQLite's integer sums cannot be trusted (the caller sums by hand).
+async fn searched_page(
+    db: &impl ConnectionTrait,
+    q: &OrderQuery,
+    filter: &Where,
+    per_page: u32,
+    offset: u64,
+) -> Result<Option<OrdersPage>, DbErr> {
+    let backend = db.get_database_backend();
+    let dir = if q.descending { "DESC" } else { "ASC" };
+    let page_columns = columns(backend);
+    let (sum, longest) = sum_expressions(backend);
+    let (null_bigint, null_text) = match backend {
+        DbBackend::Postgres => ("CAST(NULL AS BIGINT)", "CAST(NULL AS TEXT)"),
+        DbBackend::MySql => ("CAST(NULL AS SIGNED)", "CAST(NULL AS CHAR)"),
+        _ => ("NULL", "NULL"),
+    };
+    // The totals branch fills the page's columns with NULL, except the currency.
+    let totals_columns: Vec<&str> = SELECT
+        .split(", ")
+        .map(|c| if c == "currency" { "currency" } else { "NULL" })
+        .collect();
+    // MySQL / MariaDB know no MATERIALIZED (and have no search index to spare).
+    let materialized = if backend == DbBackend::MySql { "" } else { "MATERIALIZED " };
+    let sql = format!(
+        "WITH m AS {materialized}(SELECT * FROM open_orders{filter}) \
+         SELECT 0 AS part, ROW_NUMBER() OVER (ORDER BY {page_order}) AS rn, {page_columns}, \
+         {null_bigint} AS n, {null_text} AS total, {null_bigint} AS longest \
+         FROM (SELECT * FROM m ORDER BY {m_order} LIMIT {per_page} OFFSET {offset}) p \
+         UNION ALL \
+         SELECT 1, NULL, {totals_columns}, COUNT(*), {sum}, {longest} FROM m GROUP BY currency \
+         ORDER BY part, rn",
+        filter = filter.sql,
+        page_order = q.sort.order_by(backend, dir, "p"),
+        m_order = q.sort.order_by(backend, dir, "m"),
+        page_columns = page_columns.join(", "),
+        totals_columns = totals_columns.join(", "),
+    );
+    let result = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            filter.values.clone(),
+        ))
+        .await?;
+    let mut rows = Vec::new();
+    let mut total_rows = 0u64;
+    let mut amount_by_currency = BTreeMap::new();
+    for row in &result {
+        let part: i64 = row
+            .try_get::<i32>("", "part")
+            .map(i64::from)
+            .or_else(|_| row.try_get("", "part"))?;
+        if part == 0 {
+            rows.push(stored(row)?);
+        } else if !add_totals_row(backend, row, &mut total_rows, &mut amount_by_currency)? {
+            return Ok(None);
+        }
+    }
+    Ok(Some(OrdersPage {
+        rows,
+        total_rows,
+        amount_by_currency,
+    }))
+}
+
 /// Row count and exact `line_amount` sums per currency of the rows matching `filter`.
 async fn totals(
     db: &impl ConnectionTrait,
     filter: &Where,
 ) -> Result<(u64, BTreeMap<String, Decimal>), DbErr> {
     let backend = db.get_database_backend();
-    // SQLite keeps decimals as canonical text with exactly two decimals: dropping the
-    // point gives whole cents, summed exactly as integers. Amounts too long for a 64-bit
-    // integer, or a sum that overflows one, are summed here instead, exactly.
-    let (sum, check) = match backend {
-        DbBackend::Sqlite => (
-            "CAST(SUM(CAST(REPLACE(line_amount, '.', '') AS INTEGER)) AS TEXT)",
-            ", MAX(LENGTH(line_amount)) AS longest",
-        ),
-        DbBackend::Postgres => ("SUM(line_amount)::text", ""),
-        _ => ("CAST(SUM(line_amount) AS CHAR)", ""),
-    };
+    let (sum, longest) = sum_expressions(backend);
     let sql = format!(
-        "SELECT currency, COUNT(*) AS n, {sum} AS total{check} FROM open_orders{} GROUP BY currency",
+        "SELECT currency, COUNT(*) AS n, {sum} AS total, {longest} AS longest \
+         FROM open_orders{} GROUP BY currency",
         filter.sql
     );
     let result = db
@@ -410,16 +526,9 @@ async fn totals(
     let mut total_rows = 0u64;
     let mut by_currency = BTreeMap::new();
     for row in rows {
-        if backend == DbBackend::Sqlite && row.try_get::<i64>("", "longest")? >= 19 {
+        if !add_totals_row(backend, &row, &mut total_rows, &mut by_currency)? {
             return totals_by_hand(db, filter).await;
         }
-        let n: i64 = row.try_get("", "n")?;
-        total_rows += n as u64;
-        let mut total = decimal(&row, "total")?;
-        if backend == DbBackend::Sqlite {
-            total.set_scale(2).map_err(|e| DbErr::Type(e.to_string()))?;
-        }
-        by_currency.insert(text(&row, "currency")?, total);
     }
     Ok((total_rows, by_currency))
 }

@@ -846,7 +846,16 @@ impl JobLogger {
         let millis = time.as_millis().clamp(1, u128::from(u32::MAX));
         match backend {
             DbBackend::Postgres => {
-                let q = search_sql(filter, cursor, limit, window, backend, TimeLimit::Outside, millis, per_run);
+                let q = search_sql(
+                    filter,
+                    cursor,
+                    limit,
+                    window,
+                    backend,
+                    TimeLimit::Outside,
+                    millis,
+                    per_run,
+                );
                 let txn = db.begin().await?;
                 txn.execute_unprepared(&format!(
                     "{PG_SEARCH_SESSION}; SET LOCAL statement_timeout = {millis}"
@@ -892,7 +901,16 @@ impl JobLogger {
                 Ok(None)
             }
             _ => {
-                let q = search_sql(filter, cursor, limit, window, backend, TimeLimit::Outside, millis, per_run);
+                let q = search_sql(
+                    filter,
+                    cursor,
+                    limit,
+                    window,
+                    backend,
+                    TimeLimit::Outside,
+                    millis,
+                    per_run,
+                );
                 #[cfg(feature = "sqlite")]
                 {
                     sqlite_budget::all_within(db, q.build(), time).await

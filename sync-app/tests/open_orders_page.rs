@@ -1319,7 +1319,11 @@ async fn amounts_sort_exactly_beyond_double_precision(db: TestDb) {
     // hold these amounts and must hand over to the exact sum).
     let body = site.page(&orders_url(&[("q", "IT-"), ("sort", "amount")])).await;
     assert_eq!(totals(&body), totals_line(&data), "exact sums of a search");
-    assert_eq!(rows(&body), keys(sorted(&data, "amount", false)), "a search's amount sort");
+    assert_eq!(
+        rows(&body),
+        keys(sorted(&data, "amount", false)),
+        "a search's amount sort"
+    );
     let mut failures = Vec::new();
     for (sort, dir, descending) in [
         ("amount", "asc", false),

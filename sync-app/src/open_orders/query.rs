@@ -454,7 +454,11 @@ async fn searched_page(
         .map(|c| if c == "currency" { "currency" } else { "NULL" })
         .collect();
     // MySQL / MariaDB know no MATERIALIZED (and have no search index to spare).
-    let materialized = if backend == DbBackend::MySql { "" } else { "MATERIALIZED " };
+    let materialized = if backend == DbBackend::MySql {
+        ""
+    } else {
+        "MATERIALIZED "
+    };
     let sql = format!(
         "WITH m AS {materialized}(SELECT * FROM open_orders{filter}) \
          SELECT 0 AS part, ROW_NUMBER() OVER (ORDER BY {page_order}) AS rn, {page_columns}, \

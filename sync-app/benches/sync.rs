@@ -15,6 +15,7 @@
 //!   swap, every log line; process start and the migration check included) into an empty
 //!   table, then again replacing the N rows it wrote.
 //!
+//! `SYNC_BENCH_KEEP_DB=1` keeps the database, to look at plans.
 //! `SYNC_BENCH_SHOW_OUTPUT=1` prints what `sync-app sync` printed (its steps and their times).
 //!
 //! Peak memory: for sync-app, the child process's own peak RSS (`VmHWM`); for the limits,
@@ -681,6 +682,10 @@ async fn bench(backend: &str, rows: u64, sink_limits: bool) -> Result<()> {
         );
     }
     erp.shutdown().await;
+    if std::env::var_os("SYNC_BENCH_KEEP_DB").is_some() {
+        println!("(kept database: {url})");
+        return Ok(());
+    }
     match admin {
         Some((admin_db, _)) => {
             let conn = Database::connect(admin_db.as_str()).await?;
@@ -803,7 +808,7 @@ fn main() -> Result<()> {
             for rows in &sizes {
                 let out = std::process::Command::new(&exe)
                     .args(["--rows", &rows.to_string(), "--backends", b])
-                    .args(if sizes.len() > 1 {
+                    .args(if sizes.len() > 1 || !sink_limits {
                         &["--no-sink-limits"][..]
                     } else {
                         &[]

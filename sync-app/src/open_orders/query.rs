@@ -68,6 +68,21 @@ impl Sort {
         )
     }
 
+    /// The column this sort reads besides order number and line, if any.
+    fn column(self) -> Option<&'static str> {
+        match self {
+            Sort::Order => None,
+            Sort::OrderDate => Some("order_date"),
+            Sort::RequestedDate => Some("requested_date"),
+            Sort::PromisedDate => Some("promised_date"),
+            Sort::Customer => Some("customer_name"),
+            Sort::Item => Some("item_code"),
+            Sort::QtyOpen => Some("qty_open"),
+            Sort::Amount => Some("line_amount"),
+            Sort::Status => Some("status"),
+        }
+    }
+
     fn sort_terms(self, backend: DbBackend, dir: &str, t: &str) -> String {
         let number = |col: &str| match backend {
             // SQLite keeps decimals as text with their column's scale: order by the
@@ -166,28 +181,22 @@ const SELECT: &str = "id, order_no, line_no, customer_code, customer_name, item_
      promised_date, warehouse, status, rush, erp_modified_at, synced_at";
 
 /// The page's SELECT list: exact decimals and dates as text on every backend.
-fn columns(backend: DbBackend) -> Vec<String> {
-    // Exact decimals come back as text on every backend.
+fn columns(backend: DbBackend, table: &str) -> Vec<String> {
     let cast = |c: &str| match backend {
-        DbBackend::Postgres => format!("{c}::text AS {c}"),
-        DbBackend::MySql => format!("CAST({c} AS CHAR) AS {c}"),
-        _ => c.to_string(),
+        DbBackend::Postgres => format!("{table}.{c}::text AS {c}"),
+        DbBackend::MySql => format!("CAST({table}.{c} AS CHAR) AS {c}"),
+        _ => format!("{table}.{c} AS {c}"),
     };
-    let dates = |c: &str| match backend {
-        DbBackend::Postgres => format!("{c}::text AS {c}"),
-        DbBackend::MySql => format!("CAST({c} AS CHAR) AS {c}"),
-        _ => c.to_string(),
-    };
-    let mut cols: Vec<String> = Vec::new();
-    for c in SELECT.split(", ") {
-        cols.push(match c {
-            "qty_ordered" | "qty_shipped" | "qty_open" | "unit_price" | "line_amount" => cast(c),
-            "order_date" | "requested_date" | "promised_date" => dates(c),
-            "rush" => "CASE WHEN rush THEN 1 ELSE 0 END AS rush".into(),
-            _ => c.to_string(),
-        });
-    }
-    cols
+    SELECT
+        .split(", ")
+        .map(|c| match c {
+            // Exact decimals and dates come back as text on every backend.
+            "qty_ordered" | "qty_shipped" | "qty_open" | "unit_price" | "line_amount" | "order_date"
+            | "requested_date" | "promised_date" => cast(c),
+            "rush" => format!("CASE WHEN {table}.rush THEN 1 ELSE 0 END AS rush"),
+            _ => format!("{table}.{c} AS {c}"),
+        })
+        .collect()
 }
 
 struct Where {
@@ -249,7 +258,7 @@ fn search_clause(backend: DbBackend, search: Option<&str>) -> Where {
     // (SQLite's `?` are bound in the order they appear: the order number comes first.)
     let indexed = term.chars().count() >= search_index::MIN_INDEXED_CHARS
         && matches!(backend, DbBackend::Sqlite | DbBackend::Postgres);
-    if indexed {
+    if indexed && backend == DbBackend::Sqlite {
         let mut candidates = String::new();
         if let Some(n) = order_no {
             values.push(n.into());
@@ -258,22 +267,28 @@ fn search_clause(backend: DbBackend, search: Option<&str>) -> Where {
                 placeholder(backend, values.len())
             );
         }
-        if backend == DbBackend::Sqlite {
-            values.push(search_index::fts_phrase(term).into());
-            candidates.push_str(&format!(
-                "SELECT rowid FROM {fts} WHERE {fts} MATCH {}",
-                placeholder(backend, values.len()),
-                fts = search_index::FTS,
-            ));
-        } else {
-            values.push(contains.clone().into());
-            candidates.push_str(&format!(
-                "SELECT id FROM open_orders WHERE {} ILIKE {} ESCAPE '!'",
-                search_index::PG_EXPRESSION,
-                placeholder(backend, values.len())
-            ));
-        }
+        values.push(search_index::fts_phrase(term).into());
+        candidates.push_str(&format!(
+            "SELECT rowid FROM {fts} WHERE {fts} MATCH {}",
+            placeholder(backend, values.len()),
+            fts = search_index::FTS,
+        ));
         sql.push_str(&format!(" AND open_orders.id IN ({candidates})"));
+    } else if indexed {
+        // PostgreSQL: on the same rows (a bitmap of the trigram index, or of it and the
+        // order number's), so each candidate row is read once.
+        let mut candidates = String::new();
+        if let Some(n) = order_no {
+            values.push(n.into());
+            candidates = format!("order_no = {} OR ", placeholder(backend, values.len()));
+        }
+        values.push(contains.clone().into());
+        candidates.push_str(&format!(
+            "{} ILIKE {} ESCAPE '!'",
+            search_index::PG_EXPRESSION,
+            placeholder(backend, values.len())
+        ));
+        sql.push_str(&format!(" AND ({candidates})"));
     }
     Where { sql, values }
 }
@@ -370,7 +385,7 @@ pub async fn page(db: &impl ConnectionTrait, q: &OrderQuery) -> Result<OrdersPag
     let order = q.sort.order_by(backend, dir, "open_orders");
     let sql = format!(
         "SELECT {} FROM open_orders{} ORDER BY {order} LIMIT {per_page} OFFSET {offset}",
-        columns(backend).join(", "),
+        columns(backend, "open_orders").join(", "),
         filter.sql
     );
     let rows = db
@@ -441,7 +456,7 @@ async fn searched_page(
 ) -> Result<Option<OrdersPage>, DbErr> {
     let backend = db.get_database_backend();
     let dir = if q.descending { "DESC" } else { "ASC" };
-    let page_columns = columns(backend);
+    let page_columns = columns(backend, "open_orders");
     let (sum, longest) = sum_expressions(backend);
     let (null_bigint, null_text) = match backend {
         DbBackend::Postgres => ("CAST(NULL AS BIGINT)", "CAST(NULL AS TEXT)"),
@@ -453,22 +468,29 @@ async fn searched_page(
         .split(", ")
         .map(|c| if c == "currency" { "currency" } else { "NULL" })
         .collect();
-    // MySQL / MariaDB know no MATERIALIZED (and have no search index to spare).
+    // The matches, once, with only what the page's order and the totals need; then the
+    // page's rows read by id. MySQL / MariaDB know no MATERIALIZED (nor LIMIT inside IN).
     let materialized = if backend == DbBackend::MySql {
         ""
     } else {
         "MATERIALIZED "
     };
+    let mut kept = vec!["id", "order_no", "line_no", "currency", "line_amount"];
+    if let Some(col) = q.sort.column().filter(|c| !kept.contains(c)) {
+        kept.push(col);
+    }
     let sql = format!(
-        "WITH m AS {materialized}(SELECT * FROM open_orders{filter}) \
+        "WITH m AS {materialized}(SELECT {kept} FROM open_orders{filter}) \
          SELECT 0 AS part, ROW_NUMBER() OVER (ORDER BY {page_order}) AS rn, {page_columns}, \
          {null_bigint} AS n, {null_text} AS total, {null_bigint} AS longest \
-         FROM (SELECT * FROM m ORDER BY {m_order} LIMIT {per_page} OFFSET {offset}) p \
+         FROM (SELECT id FROM m ORDER BY {m_order} LIMIT {per_page} OFFSET {offset}) shown \
+         JOIN open_orders ON open_orders.id = shown.id \
          UNION ALL \
          SELECT 1, NULL, {totals_columns}, COUNT(*), {sum}, {longest} FROM m GROUP BY currency \
          ORDER BY part, rn",
+        kept = kept.join(", "),
         filter = filter.sql,
-        page_order = q.sort.order_by(backend, dir, "p"),
+        page_order = q.sort.order_by(backend, dir, "open_orders"),
         m_order = q.sort.order_by(backend, dir, "m"),
         page_columns = page_columns.join(", "),
         totals_columns = totals_columns.join(", "),

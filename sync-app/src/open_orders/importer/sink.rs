@@ -132,25 +132,26 @@ fn fixed(d: rust_decimal::Decimal, i: usize) -> String {
 /// Pushes one row's values (and `synced_at`) onto a multi-row INSERT. Decimals go as
 /// their exact text (SQLite keeps it as text; MySQL converts it exactly).
 macro_rules! push_row {
+    // The row is consumed: its strings move into the arguments (no copy per value).
     ($b:expr, $o:expr, $at:expr) => {{
-        let o: &OpenOrder = $o;
+        let o: OpenOrder = $o;
         $b.push_bind(o.order_no)
             .push_bind(o.line_no)
-            .push_bind(o.customer_code.clone())
-            .push_bind(o.customer_name.clone())
-            .push_bind(o.item_code.clone())
-            .push_bind(o.item_description.clone())
+            .push_bind(o.customer_code)
+            .push_bind(o.customer_name)
+            .push_bind(o.item_code)
+            .push_bind(o.item_description)
             .push_bind(fixed(o.qty_ordered, 6))
             .push_bind(fixed(o.qty_shipped, 7))
             .push_bind(fixed(o.qty_open, 8))
             .push_bind(fixed(o.unit_price, 9))
             .push_bind(fixed(o.line_amount, 10))
-            .push_bind(o.currency.clone())
+            .push_bind(o.currency)
             .push_bind(o.order_date)
             .push_bind(o.requested_date)
             .push_bind(o.promised_date)
-            .push_bind(o.warehouse.clone())
-            .push_bind(o.status.clone())
+            .push_bind(o.warehouse)
+            .push_bind(o.status)
             .push_bind(o.rush)
             .push_bind(o.erp_modified_at.map(utc))
             .push_bind($at);
@@ -697,15 +698,16 @@ impl Sink {
                         sqlx::raw_sql($begin).execute(&mut **$c).await?;
                         in_txn = true;
                     }
+                    let rows = batch.len() as u64;
                     let mut qb = QueryBuilder::<$db>::new(insert.clone());
-                    qb.push_values(&batch, |mut b, o| push_row!(b, o, synced_at));
+                    qb.push_values(batch, |mut b, o| push_row!(b, o, synced_at));
                     qb.build().execute(&mut **$c).await?;
-                    staged += batch.len() as u64;
+                    staged += rows;
                     if staged.is_multiple_of(CHUNK_ROWS) {
                         sqlx::raw_sql("COMMIT").execute(&mut **$c).await?;
                         in_txn = false;
                     }
-                    chunks.add(batch.len() as u64, staged);
+                    chunks.add(rows, staged);
                     reporter.tick(staged);
                 }
                 if in_txn {

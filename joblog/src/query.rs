@@ -844,18 +844,10 @@ impl JobLogger {
         let db = self.db();
         let backend = db.get_database_backend();
         let millis = time.as_millis().clamp(1, u128::from(u32::MAX));
+        let statement = |flavor| search_sql(filter, cursor, limit, window, backend, flavor, millis, per_run);
         match backend {
             DbBackend::Postgres => {
-                let q = search_sql(
-                    filter,
-                    cursor,
-                    limit,
-                    window,
-                    backend,
-                    TimeLimit::Outside,
-                    millis,
-                    per_run,
-                );
+                let q = statement(TimeLimit::Outside);
                 let txn = db.begin().await?;
                 txn.execute_unprepared(&format!(
                     "{PG_SEARCH_SESSION}; SET LOCAL statement_timeout = {millis}"
@@ -879,7 +871,7 @@ impl JobLogger {
                     _ => TimeLimit::MariaDb,
                 };
                 for attempt in 0..2 {
-                    let q = search_sql(filter, cursor, limit, window, backend, flavor, millis, per_run);
+                    let q = statement(flavor);
                     match q.all(db).await {
                         Ok(rows) => {
                             let code = if flavor == TimeLimit::MySql { 2 } else { 1 };
@@ -901,16 +893,7 @@ impl JobLogger {
                 Ok(None)
             }
             _ => {
-                let q = search_sql(
-                    filter,
-                    cursor,
-                    limit,
-                    window,
-                    backend,
-                    TimeLimit::Outside,
-                    millis,
-                    per_run,
-                );
+                let q = statement(TimeLimit::Outside);
                 #[cfg(feature = "sqlite")]
                 {
                     sqlite_budget::all_within(db, q.build(), time).await

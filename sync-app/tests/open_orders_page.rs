@@ -444,6 +444,17 @@ fn grid_rows() -> Vec<OpenOrder> {
     (0..GRID_ROWS).map(grid).collect()
 }
 
+/// The grid rows a search for `IT-` finds: item codes starting with it.
+fn it_rows(data: &[OpenOrder]) -> Vec<OpenOrder> {
+    let matching: Vec<OpenOrder> = data
+        .iter()
+        .filter(|o| o.item_code.starts_with("IT-"))
+        .cloned()
+        .collect();
+    assert_eq!(matching.len() as u64, GRID_IT_ROWS);
+    matching
+}
+
 const SCRIPT_NAME: &str = "<script>alert(1)</script>";
 
 /// Rows for the searches: look-alikes for every kind of match, names with LIKE wildcards.
@@ -1012,12 +1023,7 @@ async fn searched_pages_sort_and_total_over_the_matches(db: TestDb) {
     let data = grid_rows();
     import(&site.logger, &data).await;
     // `IT-` (the index's smallest term) is in 120 of the 130 item codes: three pages.
-    let matching: Vec<OpenOrder> = data
-        .iter()
-        .filter(|o| o.item_code.starts_with("IT-"))
-        .cloned()
-        .collect();
-    assert_eq!(matching.len() as u64, GRID_IT_ROWS);
+    let matching = it_rows(&data);
     let want_totals = totals_line(&matching);
     let mut failures = Vec::new();
     for sort in SORTS {
@@ -1145,12 +1151,7 @@ async fn pages_carry_search_and_sort_and_bad_parameters_are_400(db: TestDb) {
     let site = serve(&db).await;
     let data = grid_rows();
     import(&site.logger, &data).await;
-    let matching: Vec<OpenOrder> = data
-        .iter()
-        .filter(|o| o.item_code.starts_with("IT-"))
-        .cloned()
-        .collect();
-    assert_eq!(matching.len() as u64, GRID_IT_ROWS);
+    let matching = it_rows(&data);
     let want = keys(sorted(&matching, "customer", true));
 
     // Page 1 of 3.

@@ -8,6 +8,12 @@ use joblog_migrations::sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, 
 
 use crate::open_orders::search_index::{self, FTS};
 
+/// The index as this migration first built it: one GIN over the four columns joined
+/// (replaced by `m20261202_000103`; a migration's statements never change).
+pub(crate) const FIRST_PG_INDEX: &str = "CREATE INDEX IF NOT EXISTS idx_open_orders_search ON open_orders \
+     USING gin ((customer_code || ' ' || customer_name || ' ' || item_code || ' ' || \
+     COALESCE(item_description, '')) gin_trgm_ops)";
+
 #[derive(DeriveMigrationName)]
 pub(crate) struct Migration;
 
@@ -45,7 +51,7 @@ impl MigrationTrait for Migration {
                 }
                 db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_trgm")
                     .await?;
-                db.execute_unprepared(&search_index::pg_create_index()).await?;
+                db.execute_unprepared(FIRST_PG_INDEX).await?;
             }
             _ => {}
         }

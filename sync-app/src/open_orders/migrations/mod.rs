@@ -6,6 +6,7 @@
 
 mod m20261128_000101_create_open_orders;
 mod m20261202_000102_open_orders_search;
+mod m20261202_000103_open_orders_search_columns;
 
 use joblog::DatabaseConnection;
 use joblog_migrations::sea_orm_migration::prelude::*;
@@ -21,6 +22,7 @@ impl MigratorTrait for SyncAppMigrator {
         vec![
             Box::new(m20261128_000101_create_open_orders::Migration),
             Box::new(m20261202_000102_open_orders_search::Migration),
+            Box::new(m20261202_000103_open_orders_search_columns::Migration),
         ]
     }
 

@@ -40,6 +40,19 @@ pub(crate) fn pg_create_index() -> String {
     )
 }
 
+/// PostgreSQL: whether the server can give `pg_trgm` (without it there is no index).
+pub(crate) async fn pg_trgm_available(db: &impl sea_orm::ConnectionTrait) -> Result<bool, sea_orm::DbErr> {
+    Ok(db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm')",
+        ))
+        .await?
+        .map(|r| r.try_get_by_index::<bool>(0))
+        .transpose()?
+        .unwrap_or(false))
+}
+
 /// SQLite: an empty FTS table named `name`. Its content table is `open_orders` whatever
 /// table it indexes for now: after the swap that is the table its rows are in.
 pub(crate) fn sqlite_create_fts(name: &str) -> String {

@@ -4,7 +4,7 @@
 //! extension); nothing on MySQL / MariaDB.
 
 use joblog_migrations::sea_orm_migration::prelude::*;
-use joblog_migrations::sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, Statement};
+use joblog_migrations::sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
 use crate::open_orders::search_index::{self, FTS};
 
@@ -33,16 +33,7 @@ impl MigrationTrait for Migration {
                 }
             }
             DbBackend::Postgres => {
-                let available = db
-                    .query_one_raw(Statement::from_string(
-                        DbBackend::Postgres,
-                        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm')",
-                    ))
-                    .await?
-                    .map(|r| r.try_get_by_index::<bool>(0))
-                    .transpose()?
-                    .unwrap_or(false);
-                if !available {
+                if !search_index::pg_trgm_available(db).await? {
                     tracing::warn!(
                         "sync-app: this PostgreSQL server has no pg_trgm extension; the Open Orders search \
                          reads the whole table"

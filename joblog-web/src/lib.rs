@@ -17,6 +17,8 @@
 //! `/job_logs/:id` (run detail), `/job_logs/:id/lines` (JSON: new lines and the status,
 //! for the live tail), `/job_logs/:id/log.txt` (download), `/jobs` (jobs monitor), POST
 //! `/jobs/:job/run_now`, `/jobs/:job/pause`, `/jobs/:job/resume` (its buttons, CSRF-checked),
+//! `/metrics` (Prometheus metrics, OpenMetrics text: see `joblog::metrics`; mount a
+//! [`MetricsEndpoint`] outside the login to let a scraper in with a bearer token instead),
 //! `/assets/*` (CSS and JS, embedded). Every answer — pages, errors, downloads, JSON — sends
 //! a Content-Security-Policy without inline script, `X-Content-Type-Options: nosniff`,
 //! `frame-ancestors 'none'` (and `X-Frame-Options: DENY`), `Referrer-Policy: same-origin`
@@ -56,6 +58,7 @@ pub use auth::{BasicAuth, BasicAuthEndpoint, PasswordHashError, hash_password};
 pub use config::{NavLink, WebConfig};
 pub use error::{ErrorPages, ErrorPagesEndpoint, PageError};
 pub use layout::{SecurityHeaders, SecurityHeadersEndpoint, Shell, security_headers};
+pub use pages::metrics::MetricsEndpoint;
 
 use std::sync::Arc;
 
@@ -65,7 +68,7 @@ use poem::middleware::SizeLimit;
 use poem::{Endpoint, EndpointExt, Route, get, post};
 
 use crate::layout::Layout;
-use crate::pages::{assets, jobs, run, runs};
+use crate::pages::{assets, jobs, metrics, run, runs};
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -116,6 +119,7 @@ pub fn router(logger: JobLogger, config: WebConfig) -> Route {
             "/jobs/:job/:action<^(run_now|pause|resume)$>",
             page(post(jobs::act.with(SizeLimit::new(jobs::MAX_FORM))).boxed()),
         )
+        .at("/metrics", page(get(metrics::metrics).boxed()))
         .at("/assets/:name", page(get(assets::asset).boxed()))
         // Not `/*path`: a catch-all directly under `/` would win over `/` itself.
         .at("/:other", page(no_page.boxed()))

@@ -28,6 +28,7 @@
 //! | [`query`] | what a dashboard reads: [`query::RunFilter`], [`query::Cursor`], [`query::RunPage`], [`query::RunRecord`], [`query::JobSummary`], … (the methods are [`JobLogger`]'s) |
 //! | [`scheduler`] | recurring jobs: [`scheduler::Scheduler`], [`scheduler::Schedule`], and [`JobLogger::scheduled_jobs`] — run now, pause, resume, schedules |
 //! | [`format`] | durations and counts as people read them |
+//! | [`metrics`] | Prometheus metrics: [`JobLogger::encode_metrics`], [`metrics::Metrics`] for a host's own |
 //! | feature `tracing` | [`JobLogLayer`]: `tracing` events inside a run's span become details |
 #![deny(missing_docs)]
 
@@ -36,6 +37,7 @@ mod error;
 pub mod format;
 mod logger;
 mod maintenance;
+pub mod metrics;
 mod model;
 mod naming;
 pub mod query;
@@ -53,6 +55,8 @@ mod writer;
 pub use error::{Error, Result};
 pub use logger::{JobLogger, JobLoggerBuilder};
 pub use maintenance::{PruneOptions, PruneStats};
+/// The Prometheus client the [`metrics`] are built on, for a host's own metrics.
+pub use prometheus_client;
 pub use run::{DETAIL_TARGET, ErrorChain, JobRun, RunHandle};
 pub use sea_orm::DatabaseConnection;
 pub use status::{Level, ParseError, RunStatus};

@@ -37,6 +37,8 @@ pub(crate) struct LoggerInner {
     pub(crate) scheduler_wake: tokio::sync::Notify,
     /// PostgreSQL: the search's trigram indexes were seen valid (they stay so).
     pub(crate) search_index_ready: std::sync::atomic::AtomicBool,
+    /// `joblog_…` metrics.
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 impl LoggerInner {
@@ -149,7 +151,9 @@ impl JobLoggerBuilder {
             queued: AtomicUsize::new(0),
             capacity: self.queue_capacity,
             live: Default::default(),
+            details_dropped: Default::default(),
         });
+        let metrics = crate::metrics::Metrics::new(Arc::downgrade(&shared));
         tokio::spawn(writer::run(shared.clone(), rx));
         tokio::spawn(writer::heartbeat(
             Arc::downgrade(&shared),
@@ -171,6 +175,7 @@ impl JobLoggerBuilder {
                 names: Reservations::default(),
                 scheduler_wake: tokio::sync::Notify::new(),
                 search_index_ready: std::sync::atomic::AtomicBool::new(false),
+                metrics,
             }),
         }
     }
@@ -372,10 +377,12 @@ impl LoggerInner {
         let shared = &self.shared;
         if shared.queued.fetch_add(1, Ordering::Relaxed) >= shared.capacity {
             shared.queued.fetch_sub(1, Ordering::Relaxed);
+            shared.details_dropped.inc();
             return false;
         }
         if self.tx.send(Command::Detail(row)).is_err() {
             shared.queued.fetch_sub(1, Ordering::Relaxed);
+            shared.details_dropped.inc();
             return false;
         }
         true

@@ -47,7 +47,7 @@ impl JobLogger {
         let cutoff = db_now_minus(backend, stale_after);
         let mut q = Sql::new(
             backend,
-            "SELECT id, host, pid, COALESCE(heartbeat_at, created_at) FROM job_logs WHERE status IN (0, 1) \
+            "SELECT id, host, pid, COALESCE(heartbeat_at, created_at), job FROM job_logs WHERE status IN (0, 1) \
              AND COALESCE(heartbeat_at, created_at) < ",
         );
         q.push(&cutoff).push(" ORDER BY id LIMIT 10000");
@@ -61,6 +61,7 @@ impl JobLogger {
             let host: Option<String> = row.try_get_by_index(1)?;
             let pid: Option<i64> = row.try_get_by_index(2)?;
             let seen: DateTime<Utc> = row.try_get_by_index(3)?;
+            let job: String = row.try_get_by_index(4)?;
             let message = format!(
                 "abandoned: no heartbeat since {} from host {} (pid {}); the process running it is presumed dead",
                 seen.format("%Y-%m-%d %H:%M:%S UTC"),
@@ -68,15 +69,18 @@ impl JobLogger {
                 pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
             );
             let txn = sea_orm::TransactionTrait::begin(db).await?;
-            match end_abandoned(&txn, id, &message, at, &cutoff).await {
-                Ok(true) => reaped.push(id),
-                Ok(false) => {}
+            let ended = match end_abandoned(&txn, id, &message, at, &cutoff).await {
+                Ok(ended) => ended,
                 Err(e) => {
                     rollback(txn).await;
                     return Err(e);
                 }
-            }
+            };
             txn.commit().await?;
+            if ended {
+                self.inner.metrics.run_finished(&job, RunStatus::Error, None);
+                reaped.push(id);
+            }
         }
         if !reaped.is_empty() {
             tracing::warn!(count = reaped.len(), ids = ?reaped, "joblog: reaped abandoned runs");

@@ -21,6 +21,8 @@ pub(crate) struct RunShared {
     job: String,
     /// Details dropped at the call site because the queue was full.
     dropped: AtomicU64,
+    /// When `start()` created the run (for `joblog_run_duration_seconds`).
+    began: std::time::Instant,
 }
 
 impl RunShared {
@@ -31,6 +33,7 @@ impl RunShared {
             name,
             job,
             dropped: AtomicU64::new(0),
+            began: std::time::Instant::now(),
         }
     }
 
@@ -226,6 +229,9 @@ impl JobRun {
     }
 
     fn finish_row(&self, status: RunStatus, error: Option<String>) -> FinishRow {
+        self.logger()
+            .metrics
+            .run_finished(&self.shared().job, status, Some(self.shared().began.elapsed()));
         if let Some(message) = &error {
             // The writer stores the error as the run's last detail; show it like the others.
             emit_detail_event(&self.shared().job, &self.shared().name, Level::Error, message);
@@ -303,6 +309,7 @@ impl RunHandle {
                 name: String::new(),
                 job: String::new(),
                 dropped: AtomicU64::new(0),
+                began: std::time::Instant::now(),
             }),
         }
     }

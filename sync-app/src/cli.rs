@@ -46,6 +46,7 @@ shows a command's settings.
   ADMIN_PASSWORD_HASH      or an Argon2 PHC string of it (`sync-app hash-password`)
   BIND                     the web UI's address (default 127.0.0.1:3000)
   PUBLIC_URL               the pages' address behind a proxy, e.g. https://jobs.example.com
+  METRICS_TOKEN            a bearer token for /metrics instead of the login (environment only)
   TLS_CERT / TLS_KEY       serve HTTPS with this PEM certificate and key
   MAX_CONNECTIONS          connections open at most (default: half the open-file limit)
   HEADER_READ_TIMEOUT      time a client has to send a request's headers (default 10s)
@@ -542,6 +543,7 @@ mod tests {
             "TIMEZONE",
             "SHUTDOWN_GRACE",
             "SYNC_LEASE",
+            "METRICS_TOKEN",
         ] {
             assert!(help.contains(variable), "{variable} missing from\n{help}");
         }

@@ -56,6 +56,9 @@ pub struct Settings {
     pub admin_hash: Option<(String, String)>,
     /// The address users reach the pages at (`PUBLIC_URL`), when a proxy is in front.
     pub public_url: Option<String>,
+    /// A bearer token that lets a scraper read `/metrics` without the Basic login
+    /// (`METRICS_TOKEN`); without it `/metrics` is behind the login like the pages.
+    pub metrics_token: Option<String>,
     /// HTTPS on `BIND` (`TLS_CERT` / `TLS_KEY`), loaded and checked.
     pub tls: Option<TlsSettings>,
     /// The header and idle timeouts and `MAX_CONNECTIONS`.
@@ -89,6 +92,7 @@ impl Default for Settings {
             admin: None,
             admin_hash: None,
             public_url: None,
+            metrics_token: None,
             tls: None,
             limits: joblog_web::listener::ConnectionLimits::default(),
             bind: DEFAULT_BIND,
@@ -118,6 +122,7 @@ impl fmt::Debug for Settings {
             )
             .field("admin_password_hash", &self.admin_hash.as_ref().map(|_| HIDDEN))
             .field("public_url", &self.public_url)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| HIDDEN))
             .field("tls", &self.tls)
             .field("limits", &self.limits)
             .field("bind", &self.bind)
@@ -346,7 +351,8 @@ impl QueryArgs {
     }
 }
 
-/// `ADMIN_USER`, `ADMIN_PASSWORD`, `ADMIN_PASSWORD_HASH`, `BIND`, `PUBLIC_URL`, `TIMEZONE`.
+/// `ADMIN_USER`, `ADMIN_PASSWORD`, `ADMIN_PASSWORD_HASH`, `BIND`, `PUBLIC_URL`, `TIMEZONE`,
+/// `METRICS_TOKEN`.
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Web UI")]
 pub struct WebArgs {
@@ -388,6 +394,18 @@ pub struct WebArgs {
     /// IANA time zone for the times on the pages, e.g. Europe/Berlin [default: UTC]
     #[arg(long, env = "TIMEZONE", value_name = "TZ")]
     pub timezone: Option<OsString>,
+    /// A bearer token that lets a Prometheus scraper read /metrics without the Basic login
+    /// (`Authorization: Bearer <token>`); environment only. Without it /metrics is behind
+    /// the login like the pages
+    #[arg(
+        long,
+        env = "METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide = true,
+        hide_env_values = true,
+        value_parser = secret()
+    )]
+    pub metrics_token: Option<Secret>,
 }
 
 impl WebArgs {
@@ -448,6 +466,25 @@ impl WebArgs {
         if let Some(url) = text("PUBLIC_URL", self.public_url.as_deref())? {
             settings.public_url = Some(public_url(&url)?);
         }
+        if self.metrics_token.is_some() && on_command_line("metrics_token") {
+            return Err(ConfigError::new(
+                "METRICS_TOKEN",
+                "not accepted on the command line (--metrics-token), where `ps` shows it: set \
+                 METRICS_TOKEN in the environment",
+            ));
+        }
+        settings.metrics_token = match text("METRICS_TOKEN", self.metrics_token.as_ref().map(Secret::expose))?
+        {
+            None => None,
+            Some(t) if t.len() >= 16 && t.bytes().all(|b| b.is_ascii_graphic()) => Some(t),
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "METRICS_TOKEN",
+                    "at least 16 characters, printable ASCII without spaces (it travels in an \
+                     `Authorization: Bearer` header), e.g. from `openssl rand -hex 24`",
+                ));
+            }
+        };
         if let Some(b) = text("BIND", self.bind.as_deref())? {
             settings.bind = b.parse().map_err(|_| {
                 ConfigError::new(

@@ -23,6 +23,7 @@ pub async fn open(url: &str) -> anyhow::Result<JobLogger> {
         .with_context(|| format!("connecting to DATABASE_URL ({})", redact_url(url)))?;
     logger.migrate().await.context("running joblog's migrations")?;
     migrate(logger.db()).await?;
+    crate::metrics::SyncMetrics::of(&logger);
     Ok(logger)
 }
 

@@ -13,7 +13,8 @@
 //! - [`open_orders`]: the local table — record, atomic importer, page queries.
 //! - [`sync_job`]: `SyncOpenOrdersJob`, one sync logged step by step (joblog's scheduler
 //!   repeats it in `serve` and `demo`).
-//! - [`web`]: the run pages, the Open Orders page and `/healthz`, behind Basic auth.
+//! - [`web`]: the run pages, the Open Orders page, `/metrics` and `/healthz`, behind Basic auth.
+//! - [`metrics`]: sync-app's own Prometheus metrics, beside joblog's.
 //! - [`fake_erp`]: a SQL Server look-alike speaking TDS, for tests, benchmarks and the demo.
 
 pub mod check;
@@ -23,6 +24,7 @@ pub mod configuration;
 pub mod database;
 pub mod erp;
 pub mod fake_erp;
+pub mod metrics;
 pub mod open_orders;
 pub mod sync_job;
 pub mod telemetry;

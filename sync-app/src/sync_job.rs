@@ -8,6 +8,7 @@ use joblog::format::{count, duration, rate};
 use joblog::{DatabaseConnection, JobLogger, RunHandle};
 
 use crate::erp::ErpSource;
+use crate::metrics::SyncMetrics;
 use crate::open_orders::importer::{NoProgress, Step};
 use crate::open_orders::{ImportStats, OpenOrdersImporter, Progress};
 
@@ -20,6 +21,7 @@ pub struct SyncOpenOrdersJob {
     source: ErpSource,
     query: String,
     importer: OpenOrdersImporter,
+    metrics: Option<SyncMetrics>,
 }
 
 /// Shortens a query for the log: one line, at most `max` characters.
@@ -39,7 +41,15 @@ impl SyncOpenOrdersJob {
             source,
             query: query.into(),
             importer: OpenOrdersImporter::new(db),
+            metrics: None,
         }
+    }
+
+    /// Records each successful sync's row counts on `metrics` (`sync_open_orders_rows`).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: SyncMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Runs one sync as a joblog run of [`JOB_NAME`]: processing, the steps, then success,
@@ -93,6 +103,9 @@ impl SyncOpenOrdersJob {
             .await
             .context("syncing open orders")?;
         let elapsed = started.elapsed();
+        if let Some(metrics) = &self.metrics {
+            metrics.synced(&stats);
+        }
         run.detail(format!(
             "Sync completed: {} rows fetched, {} rows inserted, {} ({} rows/s)",
             count(stats.fetched),

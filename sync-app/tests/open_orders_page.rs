@@ -55,6 +55,7 @@ async fn serve(db: &TestDb) -> Site {
         // These tests try wrong passwords on purpose, more than the login throttle allows
         // from one address (it has tests of its own): a high limit keeps them 401s.
         Some(joblog_web::BasicAuth::new("ops", "pw").throttle(1_000, Duration::from_secs(60))),
+        None,
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();

@@ -86,6 +86,9 @@ pub(crate) struct WriterShared {
     pub(crate) capacity: usize,
     /// Runs of this process that are still open: their heartbeat is refreshed.
     pub(crate) live: Mutex<HashSet<i64>>,
+    /// Details dropped by the call sites (queue full) and by the writer (retry buffer
+    /// full): `joblog_details_dropped_total`.
+    pub(crate) details_dropped: prometheus_client::metrics::counter::Counter,
 }
 
 impl WriterShared {
@@ -198,7 +201,8 @@ impl Pending {
 
     /// Keeps the retry buffer within 1.5 × the capacity by dropping the oldest details
     /// (not closing lines). Amortised: it trims down to the capacity in one pass.
-    fn trim(&mut self, capacity: usize) {
+    fn trim(&mut self, shared: &WriterShared) {
+        let capacity = shared.capacity;
         if self.details.len() <= capacity + capacity / 2 {
             return;
         }
@@ -215,6 +219,7 @@ impl Pending {
             false
         });
         self.lost = lost;
+        shared.details_dropped.inc_by(dropped);
         tracing::error!(
             dropped,
             "joblog: the database keeps failing and the retry buffer is full; dropped the oldest details"
@@ -268,7 +273,7 @@ pub(crate) async fn run(shared: Arc<WriterShared>, mut rx: mpsc::UnboundedReceiv
         if let Some(at) = retry_at {
             // Backing off from a failing database: write early only for a waiter.
             if Instant::now() < at && open && !pending.has_waiters() {
-                pending.trim(shared.capacity);
+                pending.trim(&shared);
                 continue;
             }
         }
@@ -281,7 +286,7 @@ pub(crate) async fn run(shared: Arc<WriterShared>, mut rx: mpsc::UnboundedReceiv
                 let msg = e.to_string();
                 tracing::error!(error = %msg, retry_in = ?backoff, "joblog: could not write run logs; will retry");
                 pending.answer_waiters(|| Err(Error::Write(msg.clone())));
-                pending.trim(shared.capacity);
+                pending.trim(&shared);
                 if !open {
                     let lost = pending.details.len() + pending.finishes.len();
                     tracing::error!(lost, "joblog: writer stopping with unwritten logs");

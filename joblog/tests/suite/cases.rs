@@ -10,6 +10,7 @@ use joblog_migrations::sea_orm_migration::prelude::*;
 use sea_orm::ConnectionTrait;
 
 use crate::common::{Backend, TestDb, rows, status_and_messages};
+pub(crate) use crate::metrics::{metrics_count_runs_and_read_the_database, metrics_survive_a_missing_table};
 
 const STARTED: &str = "Job started - ";
 

@@ -228,3 +228,79 @@ macro_rules! backend_tests {
     };
 }
 pub(crate) use backend_tests;
+
+/// One sample of parsed metrics: its name, labels and value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Sample {
+    pub(crate) name: String,
+    pub(crate) labels: std::collections::BTreeMap<String, String>,
+    pub(crate) value: f64,
+}
+
+/// `text` as the Prometheus project's OpenMetrics parser reads it (`scripts/openmetrics_parse.py`,
+/// Python's `prometheus_client`): every sample, with each family's type checked to be
+/// `types[name]` where given. Panics when the parser rejects the text. `None`, after a
+/// loud message, when python3 or the parser is missing — unless
+/// `JOBLOG_REQUIRE_PROMETHEUS_PARSER=1` (set by `.ci/run`), which makes that a failure.
+pub(crate) fn parse_openmetrics(text: &str) -> Option<Vec<Sample>> {
+    use std::io::Write;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/openmetrics_parse.py");
+    let required = std::env::var("JOBLOG_REQUIRE_PROMETHEUS_PARSER").is_ok_and(|v| v == "1" || v == "true");
+    let child = std::process::Command::new("python3")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(!required, "python3 is required for the metrics parser: {e}");
+            eprintln!("!!! SKIPPED: the OpenMetrics parse: no python3 ({e})");
+            return None;
+        }
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => {}
+        Some(3) => {
+            assert!(!required, "the Prometheus parser is required: {stderr}");
+            eprintln!("!!! SKIPPED: the OpenMetrics parse: {stderr} (pip install prometheus-client)");
+            return None;
+        }
+        _ => panic!("the Prometheus parser rejected the metrics: {stderr}\n{text}"),
+    }
+    let families: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut samples = Vec::new();
+    for family in families.as_array().unwrap() {
+        for s in family["samples"].as_array().unwrap() {
+            samples.push(Sample {
+                name: s[0].as_str().unwrap().to_owned(),
+                labels: s[1]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                    .collect(),
+                value: s[2].as_f64().unwrap(),
+            });
+        }
+    }
+    Some(samples)
+}
+
+/// The value of the sample `name` with exactly `labels`, if there is one.
+pub(crate) fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && s.labels.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+}

@@ -3,6 +3,7 @@
 
 mod cases;
 mod common;
+mod metrics;
 
 common::backend_tests!(
     migrate_is_idempotent_beside_a_host_migrator,
@@ -40,4 +41,6 @@ common::backend_tests!(
     awkward_messages_round_trip_exactly,
     a_refused_status_change_takes_its_details_with_it,
     a_refused_row_spares_the_rest_of_its_batch,
+    metrics_count_runs_and_read_the_database,
+    metrics_survive_a_missing_table,
 );

@@ -54,6 +54,7 @@ pub(crate) fn job(settings: &Settings, source: ErpSource, logger: &JobLogger) ->
         .clone()
         .unwrap_or_else(|| DEFAULT_SOURCE_QUERY.to_string());
     SyncOpenOrdersJob::new(source, query, logger.db().clone())
+        .with_metrics(crate::metrics::SyncMetrics::of(logger))
 }
 
 /// Marks the runs of a process that died as error ("abandoned").

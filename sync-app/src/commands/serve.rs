@@ -79,7 +79,7 @@ pub(crate) async fn serve_with(
         // The CSRF check compares the full origin with it; https makes the cookie `Secure`.
         config = config.public_url(url.clone());
     }
-    let app = web::app(logger.clone(), config, auth);
+    let app = web::app(logger.clone(), config, auth, settings.metrics_token.clone());
     let mut server_stop = stop_rx.clone();
     let stopped = async move {
         let _ = server_stop.wait_for(|s| *s).await;

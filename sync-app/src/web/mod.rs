@@ -1,5 +1,6 @@
 //! The web app sync-app serves: joblog-web's run pages at `/`, the Open Orders page,
-//! `/healthz`; everything but `/healthz` behind HTTP Basic auth. Every failure — its own
+//! `/metrics`, `/healthz`; everything but `/healthz` behind HTTP Basic auth (and `/metrics`
+//! behind a bearer token instead when `METRICS_TOKEN` is set). Every failure — its own
 //! unmatched routes and wrong methods included — is joblog-web's styled error page, and
 //! every answer, `/healthz`, 401s and errors included, carries joblog-web's security
 //! headers (`Cache-Control: no-store` but on the versioned assets).
@@ -9,7 +10,7 @@ mod open_orders;
 use std::sync::Arc;
 
 use joblog::JobLogger;
-use joblog_web::{BasicAuth, ErrorPages, NavLink, Shell, WebConfig};
+use joblog_web::{BasicAuth, ErrorPages, MetricsEndpoint, NavLink, Shell, WebConfig};
 use minijinja::Environment;
 use poem::{Endpoint, EndpointExt, Route, get, handler};
 
@@ -44,8 +45,15 @@ fn healthz() -> &'static str {
 }
 
 /// The whole app. `auth` protects every page except `/healthz`; `None` serves them
-/// unprotected (for tests and for a reverse proxy that authenticates).
-pub fn app(logger: JobLogger, config: WebConfig, auth: Option<BasicAuth>) -> impl Endpoint {
+/// unprotected (for tests and for a reverse proxy that authenticates). `/metrics` is one of
+/// the pages, unless `metrics_token` is given: then a request with that bearer token reads
+/// it without the login, and one without it gets `401` (see [`joblog_web::MetricsEndpoint`]).
+pub fn app(
+    logger: JobLogger,
+    config: WebConfig,
+    auth: Option<BasicAuth>,
+    metrics_token: Option<String>,
+) -> impl Endpoint {
     let mut templates = Environment::new();
     Shell::add_layout(&mut templates);
     if let Err(e) = templates.add_template(
@@ -60,6 +68,7 @@ pub fn app(logger: JobLogger, config: WebConfig, auth: Option<BasicAuth>) -> imp
         shell: Shell::new(config.clone()),
         templates,
     });
+    let metrics = metrics_token.map(|token| MetricsEndpoint::new(logger.clone(), Some(token)));
     let pages = Route::new()
         .at("/open_orders", get(open_orders::open_orders_page).data(state))
         .nest("/", joblog_web::router(logger, config.clone()));
@@ -69,8 +78,11 @@ pub fn app(logger: JobLogger, config: WebConfig, auth: Option<BasicAuth>) -> imp
     };
     // The run pages are mounted at the root: the error pages' CSS and way back are there.
     // The headers go around everything, so that no answer (a 401, `/healthz`) lacks them.
-    Route::new()
-        .at("/healthz", get(healthz))
+    let mut outer = Route::new().at("/healthz", get(healthz));
+    if let Some(metrics) = metrics {
+        outer = outer.at("/metrics", metrics);
+    }
+    outer
         .nest("/", pages)
         .with(ErrorPages::new(config, ""))
         .with(joblog_web::security_headers())

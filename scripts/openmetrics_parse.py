@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Parses OpenMetrics text on stdin with the Prometheus project's Python client parser
 (`prometheus_client.openmetrics.parser`, strict: it rejects malformed names, labels,
-values, histogram buckets and a missing `# EOF`) and prints the result as JSON:
+values, histogram buckets and a missing `# EOF`) — or, with `--text`, the Prometheus text
+format 0.0.4 (`prometheus_client.parser`) — and prints the result as JSON:
 [{"name", "type", "help", "samples": [[sample name, {labels}, value], ...]}, ...].
 
 Exit codes: 0 parsed, 1 the text is not valid OpenMetrics (the parser's message on
@@ -11,7 +12,10 @@ import json
 import sys
 
 try:
-    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    if "--text" in sys.argv[1:]:
+        from prometheus_client.parser import text_string_to_metric_families
+    else:
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families
 except ImportError as e:
     print(f"prometheus_client is not installed: {e}", file=sys.stderr)
     sys.exit(3)
@@ -28,6 +32,6 @@ try:
         for f in text_string_to_metric_families(text)
     ]
 except Exception as e:  # the parser raises ValueError and others on bad input
-    print(f"not valid OpenMetrics: {e!r}", file=sys.stderr)
+    print(f"not valid: {e!r}", file=sys.stderr)
     sys.exit(1)
 json.dump(families, sys.stdout)

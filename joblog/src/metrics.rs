@@ -19,10 +19,13 @@
 //! | `joblog_runs_running` | gauge | `job` | database |
 //! | `joblog_missed_runs` | gauge | `job` (scheduled jobs) | database |
 //! | `joblog_skipped_runs_total` | counter | `job` (scheduled jobs) | database |
+//! | `joblog_schedule_interval_seconds` | gauge | `job` (scheduled jobs) | database |
 //! | `joblog_database_up` | gauge | | 1 when the scrape's queries succeeded |
 //!
 //! A host adds its own with [`Metrics::registry`] (and [`Metrics::on_scrape`] for values
-//! it reads from somewhere at scrape time); [`JobLogger::encode_metrics`] renders them all.
+//! it reads from somewhere at scrape time); [`JobLogger::encode_metrics_as`] renders them
+//! all, as OpenMetrics (what Prometheus asks for) or the older Prometheus text format
+//! (what `curl` gets), chosen by [`Format::from_accept`].
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -42,8 +45,77 @@ use prometheus_client::registry::Registry;
 use crate::writer::WriterShared;
 use crate::{JobLogger, Result, RunStatus};
 
-/// The `Content-Type` of [`JobLogger::encode_metrics`]'s text.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The two text formats a scraper may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text (what Prometheus asks for first; ends with `# EOF`).
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4 (what `curl`, `promtool check metrics` and older
+    /// scrapers read): counters' `HELP` / `TYPE` name the `_total` sample, no `# EOF`.
+    Text,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics when it names
+    /// `application/openmetrics-text` (without `q=0`), the Prometheus text format otherwise.
+    #[must_use]
+    pub fn from_accept(accept: Option<&str>) -> Self {
+        let wants_openmetrics = accept.unwrap_or("").split(',').any(|part| {
+            let mut params = part.split(';').map(str::trim);
+            params
+                .next()
+                .is_some_and(|media| media.eq_ignore_ascii_case("application/openmetrics-text"))
+                && !params.any(|p| {
+                    p.strip_prefix("q=")
+                        .and_then(|q| q.trim().parse::<f32>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                })
+        });
+        if wants_openmetrics {
+            Self::OpenMetrics
+        } else {
+            Self::Text
+        }
+    }
+
+    /// The `Content-Type` to serve it with.
+    #[must_use]
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Self::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// OpenMetrics text as the Prometheus text format 0.0.4: a counter family `x` is declared
+/// as `x_total` (its samples' name), and `# EOF` goes. (Nothing else of OpenMetrics —
+/// units, `_created`, exemplars — is in what joblog encodes.)
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let declared = ["# HELP ", "# TYPE "].into_iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let name = rest.split(' ').next()?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total{}", &rest[name.len()..]))
+        });
+        match declared {
+            Some(renamed) => out.push_str(&renamed),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
 
 /// Upper bounds of the run-duration histogram's buckets, in seconds: from a tenth of a
 /// second to an hour.
@@ -214,6 +286,8 @@ struct JobState {
     /// `None` for a job without a schedule.
     missed: Option<u64>,
     skipped: Option<u64>,
+    /// The schedule's interval in seconds (for cron: between the next two occurrences).
+    interval: Option<f64>,
 }
 
 /// Encodes the database's values and the writer's queue at each scrape.
@@ -224,12 +298,15 @@ struct DatabaseCollector {
 }
 
 impl DatabaseCollector {
-    fn gauges<'a>(
+    fn gauges<'a, N>(
         encoder: &mut DescriptorEncoder<'_>,
         name: &str,
         help: &str,
-        values: impl Iterator<Item = (&'a str, f64)>,
-    ) -> fmt::Result {
+        values: impl Iterator<Item = (&'a str, N)>,
+    ) -> fmt::Result
+    where
+        ConstGauge<N>: EncodeMetric,
+    {
         let mut metric =
             encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Gauge)?;
         for (job, value) in values {
@@ -273,14 +350,24 @@ impl Collector for DatabaseCollector {
             &mut encoder,
             "joblog_runs_running",
             "Runs of each job in progress (new or processing) in the database, on any instance.",
-            jobs.iter().map(|j| (j.job.as_str(), j.running as f64)),
+            jobs.iter()
+                .map(|j| (j.job.as_str(), i64::try_from(j.running).unwrap_or(i64::MAX))),
         )?;
         Self::gauges(
             &mut encoder,
             "joblog_missed_runs",
             "Occurrences of each scheduled job due since its last success (0 when all is well).",
+            jobs.iter().filter_map(|j| {
+                j.missed
+                    .map(|m| (j.job.as_str(), i64::try_from(m).unwrap_or(i64::MAX)))
+            }),
+        )?;
+        Self::gauges(
+            &mut encoder,
+            "joblog_schedule_interval_seconds",
+            "The gap between two due times of each scheduled job (for cron: the next two).",
             jobs.iter()
-                .filter_map(|j| j.missed.map(|m| (j.job.as_str(), m as f64))),
+                .filter_map(|j| j.interval.map(|i| (j.job.as_str(), i))),
         )?;
         let mut skipped = encoder.encode_descriptor(
             "joblog_skipped_runs",
@@ -303,11 +390,25 @@ impl JobLogger {
         &self.inner.metrics
     }
 
-    /// Every metric in the OpenMetrics text format (serve it with [`CONTENT_TYPE`]): reads
-    /// the database's values (two statements, none of which reads every run), runs the
-    /// hooks of [`Metrics::on_scrape`], and encodes. When the database cannot be read, the
-    /// process's own values are still there and `joblog_database_up` is 0.
+    /// Every metric in the OpenMetrics text format: reads the database's values (two
+    /// statements, none of which reads every run), runs the hooks of
+    /// [`Metrics::on_scrape`], and encodes. When the database cannot be read, the process's
+    /// own values are still there and `joblog_database_up` is 0.
     pub async fn encode_metrics(&self) -> String {
+        self.encode_metrics_as(Format::OpenMetrics).await
+    }
+
+    /// [`encode_metrics`](Self::encode_metrics) in `format` (serve it with
+    /// [`Format::content_type`]; [`Format::from_accept`] picks what the scraper asked for).
+    pub async fn encode_metrics_as(&self, format: Format) -> String {
+        let text = self.encode_openmetrics().await;
+        match format {
+            Format::OpenMetrics => text,
+            Format::Text => to_prometheus_text(&text),
+        }
+    }
+
+    async fn encode_openmetrics(&self) -> String {
         let snapshot = match self.database_metrics().await {
             Ok(jobs) => DatabaseSnapshot { up: true, jobs },
             Err(e) => {
@@ -337,6 +438,7 @@ impl JobLogger {
                 job: s.job,
                 missed: None,
                 skipped: None,
+                interval: None,
             });
         }
         for s in self.scheduled_jobs().schedules().await? {
@@ -350,6 +452,7 @@ impl JobLogger {
                         running: 0,
                         missed: None,
                         skipped: None,
+                        interval: None,
                     });
                     jobs.last_mut().expect("just pushed")
                 }
@@ -359,9 +462,38 @@ impl JobLogger {
                 (a, b) => a.or(b),
             };
             state.missed = Some(s.missed);
+            state.interval = s.interval.map(|d| d.as_secs_f64());
             state.skipped = Some(u64::try_from(s.skipped_count).unwrap_or(0));
         }
         jobs.sort_by(|a, b| a.job.cmp(&b.job));
         Ok(jobs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Format, to_prometheus_text};
+
+    #[test]
+    fn accept_picks_the_format() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::from_accept(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(Format::from_accept(Some("*/*")), Format::Text);
+        assert_eq!(Format::from_accept(None), Format::Text);
+        assert_eq!(
+            Format::from_accept(Some("application/openmetrics-text; q=0, text/plain")),
+            Format::Text
+        );
+    }
+
+    #[test]
+    fn counters_are_declared_by_their_sample_name() {
+        let om = "# HELP a_runs Runs.\n# TYPE a_runs counter\na_runs_total{job=\"x\"} 1\n\
+                  # HELP b Gauge b.\n# TYPE b gauge\nb 2\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# HELP a_runs_total Runs.\n# TYPE a_runs_total counter\na_runs_total{job=\"x\"} 1\n\
+             # HELP b Gauge b.\n# TYPE b gauge\nb 2\n"
+        );
     }
 }

@@ -18,6 +18,9 @@ use tokio::sync::Mutex;
 
 use crate::open_orders::ImportStats;
 
+/// The snapshot last counted: its `synced_at` and its rows.
+type Counted = Option<(Option<DateTime<Utc>>, u64)>;
+
 /// `phase="fetched"` or `phase="inserted"`.
 type Phase = [(&'static str, &'static str); 1];
 
@@ -52,8 +55,7 @@ impl SyncMetrics {
             }
             let db = logger.db().clone();
             let gauge = made.last_rows.clone();
-            // (snapshot's synced_at, its row count) as last counted.
-            let seen: Arc<Mutex<Option<(Option<DateTime<Utc>>, u64)>>> = Arc::default();
+            let seen: Arc<Mutex<Counted>> = Arc::default();
             metrics.on_scrape(move || {
                 let (db, gauge, seen) = (db.clone(), gauge.clone(), seen.clone());
                 Box::pin(async move {
@@ -83,7 +85,7 @@ impl SyncMetrics {
 /// Rows in the current snapshot: recounted only when its `synced_at` changed.
 async fn snapshot_rows(
     db: &sea_orm::DatabaseConnection,
-    seen: &Mutex<Option<(Option<DateTime<Utc>>, u64)>>,
+    seen: &Mutex<Counted>,
 ) -> Result<u64, sea_orm::DbErr> {
     let mut seen = seen.lock().await;
     let at = crate::open_orders::query::snapshot_time(db).await?;

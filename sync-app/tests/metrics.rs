@@ -23,14 +23,16 @@ const TOKEN: &str = "0123456789abcdef-metrics";
 const BASIC: &str = "Basic b3BzOnB3";
 const ROWS: u64 = 137;
 
-/// The samples of an OpenMetrics text, keyed `name{label="value",…}` with the labels
-/// sorted, as the Prometheus parser reads them; `None` (after a loud message) when the
-/// parser is missing, unless `JOBLOG_REQUIRE_PROMETHEUS_PARSER=1`.
-fn parse(text: &str) -> Option<HashMap<String, f64>> {
+/// The samples of a metrics text (OpenMetrics, or with `plain` the Prometheus text format),
+/// keyed `name{label="value",…}` with the labels sorted, as the Prometheus project's parser
+/// reads them; `None` (after a loud message) when the parser is missing, unless
+/// `JOBLOG_REQUIRE_PROMETHEUS_PARSER=1`.
+fn parse(text: &str, plain: bool) -> Option<HashMap<String, f64>> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/openmetrics_parse.py");
     let required = std::env::var("JOBLOG_REQUIRE_PROMETHEUS_PARSER").is_ok_and(|v| v == "1" || v == "true");
     let mut child = std::process::Command::new("python3")
         .arg(script)
+        .args(plain.then_some("--text"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -68,8 +70,21 @@ fn parse(text: &str) -> Option<HashMap<String, f64>> {
     Some(samples)
 }
 
+/// What Prometheus sends as `Accept`.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
 async fn get(app: &impl Endpoint, authorization: Option<&str>) -> (u16, String, String, String) {
-    let mut req = Request::builder().uri("/metrics".parse().unwrap());
+    get_as(app, authorization, PROMETHEUS_ACCEPT).await
+}
+
+async fn get_as(
+    app: &impl Endpoint,
+    authorization: Option<&str>,
+    accept: &str,
+) -> (u16, String, String, String) {
+    let mut req = Request::builder()
+        .uri("/metrics".parse().unwrap())
+        .header("accept", accept);
     if let Some(a) = authorization {
         req = req.header("authorization", a);
     }
@@ -133,7 +148,7 @@ async fn metrics_behind_the_login_or_a_token(db: TestDb) {
         content_type.starts_with("application/openmetrics-text"),
         "{content_type}"
     );
-    let Some(mine) = parse(&text) else { return };
+    let Some(mine) = parse(&text, false) else { return };
     let n = ROWS as f64;
     assert_eq!(
         mine.get("sync_open_orders_rows{phase=\"fetched\"}"),
@@ -159,13 +174,15 @@ async fn metrics_behind_the_login_or_a_token(db: TestDb) {
     assert!(www.starts_with("Basic"), "{www}");
     let (status, _, _, _) = get(&app, Some(&format!("Bearer {TOKEN}"))).await;
     assert_eq!(status, 401, "no token is configured here");
-    let (status, content_type, _, text) = get(&app, Some(BASIC)).await;
+    // `curl` (no OpenMetrics in `Accept`) gets the Prometheus text format.
+    let (status, content_type, _, text) = get_as(&app, Some(BASIC), "*/*").await;
     assert_eq!(status, 200, "{text}");
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
     assert!(
-        content_type.starts_with("application/openmetrics-text"),
-        "{content_type}"
+        !text.contains("# EOF") && text.contains("# TYPE joblog_details_dropped_total counter"),
+        "{text}"
     );
-    let theirs = parse(&text).unwrap();
+    let theirs = parse(&text, true).unwrap();
     // What lives in the database is the same here; what this process did is not.
     assert_eq!(theirs.get("sync_open_orders_last_rows{}"), Some(&n), "{text}");
     assert_eq!(theirs.get(&last), Some(&at), "{text}");

@@ -1,5 +1,6 @@
 //! `/metrics`: the logger's Prometheus metrics (and the host's, registered on the same
-//! logger) in the OpenMetrics text format.
+//! logger): OpenMetrics text when the scraper asks for it (Prometheus does), the Prometheus
+//! text format 0.0.4 otherwise.
 //!
 //! In the router it is one more page, behind whatever protects the router (sync-app's
 //! Basic auth). [`MetricsEndpoint`] serves the same on its own for a host to mount outside
@@ -7,8 +8,9 @@
 //! configured with (`authorization: {credentials: …}` in its scrape config).
 
 use joblog::JobLogger;
+use joblog::metrics::Format;
 use poem::http::StatusCode;
-use poem::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use poem::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use poem::{Endpoint, Request, Response, handler};
 
 use super::State;
@@ -16,14 +18,18 @@ use crate::auth::constant_time_eq;
 
 /// The router's `/metrics`.
 #[handler]
-pub(crate) async fn metrics(state: State<'_>) -> Response {
-    render(&state.logger).await
+pub(crate) async fn metrics(state: State<'_>, req: &Request) -> Response {
+    render(&state.logger, req).await
 }
 
-async fn render(logger: &JobLogger) -> Response {
+/// OpenMetrics for a scraper that asks for it (Prometheus does), the Prometheus text
+/// format otherwise (`curl`, `promtool check metrics`).
+async fn render(logger: &JobLogger, req: &Request) -> Response {
+    let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::from_accept(accept);
     Response::builder()
-        .header(CONTENT_TYPE, joblog::metrics::CONTENT_TYPE)
-        .body(logger.encode_metrics().await)
+        .header(CONTENT_TYPE, format.content_type())
+        .body(logger.encode_metrics_as(format).await)
 }
 
 /// `/metrics` on its own, for a host to mount outside its login: with a token, only a
@@ -75,6 +81,6 @@ impl Endpoint for MetricsEndpoint {
                 .content_type("text/plain; charset=utf-8")
                 .body("401 Unauthorized: /metrics needs `Authorization: Bearer <METRICS_TOKEN>`\n"));
         }
-        Ok(render(&self.logger).await)
+        Ok(render(&self.logger, &req).await)
     }
 }

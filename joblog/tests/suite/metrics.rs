@@ -135,6 +135,11 @@ pub(crate) async fn metrics_count_runs_and_read_the_database(db: TestDb) {
             Some(3.0),
             "{who}"
         );
+        assert_eq!(
+            sample(s, "joblog_schedule_interval_seconds", &[("job", "Every5")]),
+            Some(300.0),
+            "{who}"
+        );
         let every5 = sample(s, "joblog_last_success_timestamp_seconds", &[("job", "Every5")]).unwrap();
         let expected = (chrono::Utc::now() - chrono::Duration::minutes(17)).timestamp() as f64;
         assert!((every5 - expected).abs() < 60.0, "{who}: {every5} vs {expected}");

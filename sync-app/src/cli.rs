@@ -17,6 +17,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands;
+use crate::commands::jobs::JobAction;
 use crate::configuration::{
     ConfigError, DatabaseArgs, ErpArgs, OnCommandLine, QueryArgs, ScheduleArgs, ServerArgs, Settings,
     ShutdownArgs, WebArgs,
@@ -119,6 +120,105 @@ pub enum Command {
     ///
     /// Prints the address it listens on and an MSSQL_URL for it, then serves until Ctrl-C.
     FakeErp(FakeErpArgs),
+    /// The newest runs (`runs show ID`: one run and its log; `runs tail ID`: follow it)
+    ///
+    /// Reads DATABASE_URL — any instance's database. `runs` lists the newest runs like the
+    /// run list; `runs show ID` prints a run's summary and whole log; `runs tail ID` (or
+    /// `runs tail --job JOB`, its newest run) prints the log and follows it until the run
+    /// ends, then exits 0 if it succeeded and 1 if it failed. `--json` for scripts.
+    Runs(RunsArgs),
+    /// The jobs monitor: every job's schedule, state, last run and success, p50 / p95
+    Jobs(JobsArgs),
+    /// Asks the schedulers on DATABASE_URL to run JOB now (within seconds)
+    RunNow(JobArgs),
+    /// Pauses JOB: no new runs start until `resume` (a running one goes on)
+    Pause(JobArgs),
+    /// Resumes JOB: it runs on schedule again (missed occurrences collapse into one)
+    Resume(JobArgs),
+}
+
+/// `sync-app runs [show ID | tail ID]`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RunsArgs {
+    /// `show` or `tail`; none lists the runs.
+    #[command(subcommand)]
+    pub action: Option<RunsAction>,
+    /// Only runs of this job
+    #[arg(long, value_name = "JOB")]
+    pub job: Option<String>,
+    /// Only runs with this status: new, processing, success or error
+    #[arg(long, value_name = "STATUS", value_parser = parse_status)]
+    pub status: Option<joblog::RunStatus>,
+    /// How many of the newest runs
+    #[arg(long, value_name = "N", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=500))]
+    pub limit: u64,
+    /// JSON (an array of runs) instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// `DATABASE_URL`.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// `runs show` / `runs tail`.
+#[derive(Debug, Subcommand)]
+pub enum RunsAction {
+    /// One run: its summary and its whole log
+    Show {
+        /// The run's id (the first column of `sync-app runs`)
+        id: i64,
+        /// JSON: `{"run": …, "details": […]}`
+        #[arg(long)]
+        json: bool,
+        /// `DATABASE_URL`.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Follows a run's log like `tail -f`; exits 0 if the run succeeds, 1 if it fails
+    Tail {
+        /// The run's id; or --job for the job's newest run
+        #[arg(required_unless_present = "job", conflicts_with = "job")]
+        id: Option<i64>,
+        /// Follow the newest run of this job
+        #[arg(long, value_name = "JOB")]
+        job: Option<String>,
+        /// JSON lines: `{"detail": …}` per line, then `{"run": …}` when it ends
+        #[arg(long)]
+        json: bool,
+        /// `DATABASE_URL`.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// `sync-app jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// JSON (an array of jobs) instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// `DATABASE_URL`.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// `sync-app run-now | pause | resume JOB`.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The scheduled job (`sync-app jobs` lists them), e.g. SyncOpenOrdersJob
+    pub job: String,
+    /// JSON: `{"job", "action", "paused", "next_run_at"}`
+    #[arg(long)]
+    pub json: bool,
+    /// `DATABASE_URL`.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+fn parse_status(s: &str) -> Result<joblog::RunStatus, String> {
+    s.parse()
+        .map_err(|_| format!("`{s}` is not a status: new, processing, success or error"))
 }
 
 /// The settings of the commands that serve the pages and schedule the sync: all of `demo`'s,
@@ -309,6 +409,14 @@ impl Command {
             }
             Command::Migrate(a) => a.database.apply(&mut s)?,
             Command::Prune(a) => a.database.apply(&mut s)?,
+            Command::Runs(a) => match &a.action {
+                None => a.database.apply(&mut s)?,
+                Some(RunsAction::Show { database, .. } | RunsAction::Tail { database, .. }) => {
+                    database.apply(&mut s)?;
+                }
+            },
+            Command::Jobs(a) => a.database.apply(&mut s)?,
+            Command::RunNow(a) | Command::Pause(a) | Command::Resume(a) => a.database.apply(&mut s)?,
             Command::FakeErp(_) | Command::HashPassword => {}
         }
         Ok(s)
@@ -403,6 +511,13 @@ fn print_clap_error(e: &clap::Error) -> ExitCode {
     }
 }
 
+/// `run-now`, `pause`, `resume`.
+async fn act(settings: &Settings, a: &JobArgs, action: JobAction) -> anyhow::Result<bool> {
+    commands::jobs::act(settings, &a.job, action, a.json)
+        .await
+        .map(|()| true)
+}
+
 /// Runs `command` and maps its outcome to the exit code: 0 success, 1 a failed sync or
 /// check or an error (printed with its causes), 2 a configuration error found while
 /// starting (a busy `BIND`, a missing `MSSQL_URL`, …).
@@ -416,11 +531,39 @@ pub async fn execute(command: Command, settings: &Settings, terminal: &Terminal)
         Command::Prune(a) => commands::prune(settings, a.days).await.map(|()| true),
         Command::FakeErp(a) => commands::fake_erp(&a).await.map(|()| true),
         Command::HashPassword => commands::hash_password().map(|()| true),
+        Command::Runs(a) => match a.action {
+            None => {
+                let options = commands::runs::ListOptions {
+                    job: a.job,
+                    status: a.status,
+                    limit: a.limit,
+                    json: a.json,
+                };
+                commands::runs::list(settings, &options).await.map(|()| true)
+            }
+            Some(RunsAction::Show { id, json, .. }) => {
+                commands::runs::show(settings, id, json).await.map(|()| true)
+            }
+            Some(RunsAction::Tail { id, job, json, .. }) => {
+                commands::runs::tail(settings, id, job.as_deref(), json).await
+            }
+        },
+        Command::Jobs(a) => commands::jobs::list(settings, a.json).await.map(|()| true),
+        Command::RunNow(a) => act(settings, &a, JobAction::RunNow).await,
+        Command::Pause(a) => act(settings, &a, JobAction::Pause).await,
+        Command::Resume(a) => act(settings, &a, JobAction::Resume).await,
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
+            // `sync-app runs show 1 | head`: the reader went away; nothing to report.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
             // A configuration error is the user's to fix: exit 2, the message only.
             if let Some(config) = e.downcast_ref::<ConfigError>() {
                 eprintln!("error: {config}");

@@ -27,6 +27,21 @@ pub async fn open(url: &str) -> anyhow::Result<JobLogger> {
     Ok(logger)
 }
 
+/// [`open`] for the commands that read what others wrote (`runs`, `jobs`, `run-now`, …):
+/// a SQLite file that does not exist is an error, not a new empty database.
+pub async fn open_existing(url: &str) -> anyhow::Result<JobLogger> {
+    if let Some(path) = sqlite_file(url)
+        && !path.exists()
+    {
+        anyhow::bail!(
+            "there is no database at {} (DATABASE_URL {}): set DATABASE_URL to the one `serve` uses",
+            path.display(),
+            redact_url(url)
+        );
+    }
+    open(url).await
+}
+
 /// Applies sync-app's migrations (`open_orders`).
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     crate::open_orders::migrations::migrate(db)

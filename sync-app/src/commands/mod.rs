@@ -5,8 +5,10 @@ mod check;
 mod demo;
 mod fake_erp;
 mod hash_password;
+pub mod jobs;
 mod migrate;
 mod prune;
+pub mod runs;
 mod serve;
 mod sync;
 

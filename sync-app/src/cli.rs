@@ -48,6 +48,7 @@ shows a command's settings.
   BIND                     the web UI's address (default 127.0.0.1:3000)
   PUBLIC_URL               the pages' address behind a proxy, e.g. https://jobs.example.com
   METRICS_TOKEN            a bearer token for /metrics instead of the login (environment only)
+  ALERT_WEBHOOK_URL        gets a JSON POST when the sync fails, is overdue, recovers (env only)
   TLS_CERT / TLS_KEY       serve HTTPS with this PEM certificate and key
   MAX_CONNECTIONS          connections open at most (default: half the open-file limit)
   HEADER_READ_TIMEOUT      time a client has to send a request's headers (default 10s)
@@ -256,7 +257,7 @@ impl AppArgs {
         self.query.apply(settings)?;
         self.web.apply(settings, on_command_line)?;
         self.server.apply(settings)?;
-        self.schedule.apply(settings)?;
+        self.schedule.apply(settings, on_command_line)?;
         self.shutdown.apply(settings)
     }
 }
@@ -687,6 +688,7 @@ mod tests {
             "SHUTDOWN_GRACE",
             "SYNC_LEASE",
             "METRICS_TOKEN",
+            "ALERT_WEBHOOK_URL",
         ] {
             assert!(help.contains(variable), "{variable} missing from\n{help}");
         }

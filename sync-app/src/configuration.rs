@@ -59,6 +59,8 @@ pub struct Settings {
     /// A bearer token that lets a scraper read `/metrics` without the Basic login
     /// (`METRICS_TOKEN`); without it `/metrics` is behind the login like the pages.
     pub metrics_token: Option<String>,
+    /// Where the sync's alerts go (`ALERT_WEBHOOK_URL`): failed, overdue, recovered.
+    pub alert_webhook_url: Option<String>,
     /// HTTPS on `BIND` (`TLS_CERT` / `TLS_KEY`), loaded and checked.
     pub tls: Option<TlsSettings>,
     /// The header and idle timeouts and `MAX_CONNECTIONS`.
@@ -93,6 +95,7 @@ impl Default for Settings {
             admin_hash: None,
             public_url: None,
             metrics_token: None,
+            alert_webhook_url: None,
             tls: None,
             limits: joblog_web::listener::ConnectionLimits::default(),
             bind: DEFAULT_BIND,
@@ -123,6 +126,7 @@ impl fmt::Debug for Settings {
             .field("admin_password_hash", &self.admin_hash.as_ref().map(|_| HIDDEN))
             .field("public_url", &self.public_url)
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| HIDDEN))
+            .field("alert_webhook_url", &self.alert_webhook_url.as_ref().map(|_| HIDDEN))
             .field("tls", &self.tls)
             .field("limits", &self.limits)
             .field("bind", &self.bind)
@@ -676,11 +680,42 @@ pub struct ScheduleArgs {
     /// dies, another instance on the database takes over once it expires [default: 60s]
     #[arg(long, env = "SYNC_LEASE", value_name = "DURATION")]
     pub sync_lease: Option<OsString>,
+    /// A webhook (Slack, Mattermost, any JSON receiver) that gets a POST when a sync fails,
+    /// when it is overdue and when it recovers; environment only (such a URL is a secret)
+    #[arg(
+        long,
+        env = "ALERT_WEBHOOK_URL",
+        value_name = "URL",
+        hide = true,
+        hide_env_values = true,
+        value_parser = secret()
+    )]
+    pub alert_webhook_url: Option<Secret>,
 }
 
 impl ScheduleArgs {
     /// Checks the values and sets them on `settings`.
-    pub fn apply(&self, settings: &mut Settings) -> Result<(), ConfigError> {
+    pub fn apply(&self, settings: &mut Settings, on_command_line: OnCommandLine<'_>) -> Result<(), ConfigError> {
+        if self.alert_webhook_url.is_some() && on_command_line("alert_webhook_url") {
+            return Err(ConfigError::new(
+                "ALERT_WEBHOOK_URL",
+                "not accepted on the command line (--alert-webhook-url), where `ps` shows it: set \
+                 ALERT_WEBHOOK_URL in the environment",
+            ));
+        }
+        if let Some(url) = text("ALERT_WEBHOOK_URL", self.alert_webhook_url.as_ref().map(Secret::expose))? {
+            let valid = url
+                .parse::<poem::http::Uri>()
+                .ok()
+                .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty()));
+            if !valid {
+                return Err(ConfigError::new(
+                    "ALERT_WEBHOOK_URL",
+                    "an http:// or https:// URL, such as a Slack or Mattermost incoming webhook",
+                ));
+            }
+            settings.alert_webhook_url = Some(url);
+        }
         if let Some(d) = duration_setting("SYNC_INTERVAL", self.sync_interval.as_deref(), "30s, 5m or 1h")? {
             settings.sync_interval = d;
             settings.sync_interval_set = true;
@@ -821,7 +856,7 @@ mod tests {
         database.apply(&mut s)?;
         erp.apply(&mut s, NONE_ON_COMMAND_LINE)?;
         web.apply(&mut s, NONE_ON_COMMAND_LINE)?;
-        schedule.apply(&mut s)?;
+        schedule.apply(&mut s, NONE_ON_COMMAND_LINE)?;
         Ok(s)
     }
 

@@ -30,9 +30,11 @@
 //! # }
 //! ```
 
+mod alerts;
 mod control;
 mod schedule;
 mod store;
+mod webhook;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -59,9 +61,10 @@ type JobFn = Arc<dyn Fn(RunHandle) -> BoxFuture<'static, std::result::Result<(),
 
 /// Per-job options of [`SchedulerBuilder::job_with`].
 #[must_use]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobOptions {
     run_at_start: bool,
+    alert_webhook: Option<String>,
 }
 
 impl JobOptions {
@@ -70,6 +73,14 @@ impl JobOptions {
     /// `next_run_at` (a due time that passed during downtime runs once at start-up anyway).
     pub fn run_at_start(mut self, yes: bool) -> Self {
         self.run_at_start = yes;
+        self
+    }
+
+    /// Sends this job's alerts to `url` (overriding [`SchedulerBuilder::alert_webhook`]):
+    /// a JSON POST when a run fails, when the job becomes overdue and when it recovers —
+    /// see [`SchedulerBuilder::alert_webhook`].
+    pub fn alert_webhook(mut self, url: impl Into<String>) -> Self {
+        self.alert_webhook = Some(url.into());
         self
     }
 }
@@ -100,9 +111,33 @@ pub struct SchedulerBuilder {
     poll_interval: Duration,
     owner: Option<String>,
     jobs: Vec<JobSpec>,
+    alert_webhook: Option<String>,
+    alert_links: Option<String>,
 }
 
 impl SchedulerBuilder {
+    /// Sends the alerts of every job of this scheduler (unless a job has its own, see
+    /// [`JobOptions::alert_webhook`]) to `url`: a JSON POST
+    /// `{event, job, run_id, run_name, status, error, started_at, finished_at, url, missed, text}`
+    /// with `event` `failed` (a run ended in error), `overdue` (2 occurrences missed since
+    /// the last success; not while paused) or `recovered` (the first success after either).
+    /// One alert per incident and one per recovery, written by one instance only even when
+    /// several share the database (a compare-and-set on the job's row), kept in the
+    /// `job_alerts` table until delivered, retried with backoff for 24 hours (by any
+    /// instance with alerts), never in the way of a run; a failing webhook is logged and
+    /// shown on the jobs monitor. `text` reads well in Slack and Mattermost.
+    pub fn alert_webhook(mut self, url: impl Into<String>) -> Self {
+        self.alert_webhook = Some(url.into());
+        self
+    }
+
+    /// The pages' base URL (where joblog-web is mounted, e.g. `https://jobs.example.com`):
+    /// alerts then link to their run (`{base}/job_logs/{id}`).
+    pub fn alert_links(mut self, base: impl Into<String>) -> Self {
+        self.alert_links = Some(base.into());
+        self
+    }
+
     /// How long a lease lasts without renewal (default 60 s; at least 300 ms). It is renewed
     /// every third of that while the job runs; a dead holder's job is taken over after it.
     pub fn lease(mut self, lease: Duration) -> Self {
@@ -168,6 +203,8 @@ impl SchedulerBuilder {
             poll_interval: self.poll_interval,
             owner: self.owner,
             jobs: self.jobs,
+            alert_webhook: self.alert_webhook,
+            alert_links: self.alert_links,
         }
     }
 }
@@ -193,6 +230,8 @@ pub struct Scheduler {
     /// `None`: [`default_owner`] at start.
     owner: Option<String>,
     jobs: Vec<JobSpec>,
+    alert_webhook: Option<String>,
+    alert_links: Option<String>,
 }
 
 #[derive(Debug)]
@@ -216,6 +255,8 @@ impl Scheduler {
             poll_interval: Duration::from_secs(1),
             owner: None,
             jobs: Vec::new(),
+            alert_webhook: None,
+            alert_links: None,
         }
     }
 
@@ -233,6 +274,9 @@ impl Scheduler {
             }
             if !seen.insert(job.name.clone()) {
                 return Err(Error::Config(format!("job {:?} is registered twice", job.name)));
+            }
+            if let Some(url) = job.options.alert_webhook.as_ref().or(self.alert_webhook.as_ref()) {
+                alerts::check_webhook(url)?;
             }
         }
         for job in &self.jobs {
@@ -257,11 +301,29 @@ impl Scheduler {
             cancel: watch::channel(false).0,
         });
         let jobs: Vec<String> = self.jobs.iter().map(|j| j.name.clone()).collect();
-        let tasks = self
+        let links = self.alert_links.clone();
+        let default_webhook = self.alert_webhook.clone();
+        let mut alerting = false;
+        let mut tasks: Vec<JoinHandle<()>> = self
             .jobs
             .into_iter()
-            .map(|spec| tokio::spawn(job_loop(shared.clone(), Arc::new(spec))))
+            .map(|spec| {
+                let target = spec
+                    .options
+                    .alert_webhook
+                    .clone()
+                    .or_else(|| default_webhook.clone())
+                    .map(|webhook| alerts::AlertTarget {
+                        webhook,
+                        links: links.clone(),
+                    });
+                alerting |= target.is_some();
+                tokio::spawn(job_loop(shared.clone(), Arc::new(spec), target))
+            })
             .collect();
+        if alerting {
+            tasks.push(tokio::spawn(deliver_alerts(shared.clone())));
+        }
         Ok(SchedulerHandle {
             shared,
             jobs,
@@ -325,16 +387,35 @@ impl Drop for SchedulerHandle {
     }
 }
 
-async fn job_loop(shared: Arc<Shared>, spec: Arc<JobSpec>) {
+/// How often a scheduler with alerts looks whether its jobs became overdue.
+const OVERDUE_CHECK: Duration = Duration::from_secs(5);
+
+async fn job_loop(shared: Arc<Shared>, spec: Arc<JobSpec>, alerts: Option<alerts::AlertTarget>) {
     let mut stop = shared.stop.subscribe();
+    let mut overdue_checked: Option<tokio::time::Instant> = None;
     loop {
         if *stop.borrow() {
             return;
         }
         match poll(&shared, &spec).await {
-            Ok(Some(started_at)) => run_one(&shared, &spec, started_at).await,
+            Ok(Some(started_at)) => {
+                let ended = run_one(&shared, &spec, started_at).await;
+                if let (Some(target), Some((run_id, status))) = (&alerts, ended)
+                    && let Err(e) = alerts::after_run(&shared.logger, &spec.name, target, run_id, status).await
+                {
+                    tracing::warn!(job = %spec.name, error = %e, "joblog: recording an alert failed");
+                }
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!(job = %spec.name, error = %e, "joblog: scheduler poll failed"),
+        }
+        if let Some(target) = &alerts
+            && overdue_checked.is_none_or(|at| at.elapsed() >= OVERDUE_CHECK.min(shared.poll_interval * 5))
+        {
+            overdue_checked = Some(tokio::time::Instant::now());
+            if let Err(e) = alerts::check_overdue(&shared.logger, &spec.name, &spec.schedule, target).await {
+                tracing::warn!(job = %spec.name, error = %e, "joblog: checking for an overdue job failed");
+            }
         }
         if *stop.borrow() {
             return;
@@ -385,9 +466,35 @@ enum Ended {
     LeaseLost,
 }
 
+/// Delivers the alerts outbox until the scheduler stops (then one last round).
+async fn deliver_alerts(shared: Arc<Shared>) {
+    let client = webhook::client();
+    let mut stop = shared.stop.subscribe();
+    let mut cancel = shared.cancel.subscribe();
+    let every = shared.poll_interval.clamp(Duration::from_millis(100), Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            result = webhook::deliver_due(shared.logger.db(), &client) => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "joblog: delivering alerts failed");
+                }
+            }
+            () = raised(&mut cancel) => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
 /// Runs the job while holding the lease: renews it, counts skipped occurrences, and
-/// releases it with the outcome.
-async fn run_one(shared: &Shared, spec: &JobSpec, started_at: DateTime<Utc>) {
+/// releases it with the outcome. Returns the run's id and outcome, unless the lease was
+/// lost (another instance took the job over).
+async fn run_one(shared: &Shared, spec: &JobSpec, started_at: DateTime<Utc>) -> Option<(Option<i64>, RunStatus)> {
     let db = shared.logger.db();
     let run_id = Arc::new(AtomicI64::new(0));
     let id_slot = run_id.clone();
@@ -442,7 +549,7 @@ async fn run_one(shared: &Shared, spec: &JobSpec, started_at: DateTime<Utc>) {
                 job = %spec.name,
                 "joblog: the lease was lost (not renewed in time and taken over); the run was cancelled"
             );
-            return;
+            return None;
         }
     };
     let id = run_id.load(Ordering::Relaxed);
@@ -456,6 +563,7 @@ async fn run_one(shared: &Shared, spec: &JobSpec, started_at: DateTime<Utc>) {
             }
         }
     }
+    Some((id, status))
 }
 
 /// Resolves once the flag is `true` (never, if its sender is gone).

@@ -26,7 +26,7 @@ pub(crate) fn db_now_plus(backend: DbBackend, d: Duration) -> String {
 }
 
 /// A timestamp column (or `db_now` expression) of a row.
-fn ts(row: &QueryResult, idx: usize) -> Result<Option<DateTime<Utc>>> {
+pub(crate) fn ts(row: &QueryResult, idx: usize) -> Result<Option<DateTime<Utc>>> {
     if let Ok(v) = row.try_get_by_index::<Option<DateTime<Utc>>>(idx) {
         return Ok(v);
     }
@@ -44,7 +44,7 @@ fn ts(row: &QueryResult, idx: usize) -> Result<Option<DateTime<Utc>>> {
     }))
 }
 
-fn required_ts(row: &QueryResult, idx: usize) -> Result<DateTime<Utc>> {
+pub(crate) fn required_ts(row: &QueryResult, idx: usize) -> Result<DateTime<Utc>> {
     ts(row, idx)?.ok_or_else(|| crate::Error::Db(sea_orm::DbErr::Custom(format!("column {idx} is NULL"))))
 }
 
@@ -352,6 +352,11 @@ pub struct ScheduleRecord {
     /// The last success is older than the configured number of intervals (or there has
     /// been a run but never a success).
     pub overdue: bool,
+    /// The last failure to deliver one of the job's alerts to its webhook, while it lasts
+    /// (cleared by the next delivery that works).
+    pub alert_error: Option<String>,
+    /// When that failure happened.
+    pub alert_error_at: Option<DateTime<Utc>>,
 }
 
 /// Every scheduled job, ordered by name (see [`ScheduledJobs::schedules_with`](super::ScheduledJobs::schedules_with)).
@@ -363,12 +368,13 @@ pub(crate) async fn schedules_with(
     let mut q = Sql::new(
         backend,
         "SELECT job, schedule, paused, next_run_at, last_run_id, last_run_at, last_status, last_success_at, \
-         lease_owner, lease_expires_at, run_now_requested_at, skipped_count, last_skipped_at, updated_at, ",
+         lease_owner, lease_expires_at, run_now_requested_at, skipped_count, last_skipped_at, updated_at, \
+         alert_error, alert_error_at, ",
     );
     q.push(db_now(backend)).push(" FROM job_schedules ORDER BY job");
     let mut out = Vec::new();
     for row in q.all(db).await? {
-        let now = required_ts(&row, 14)?;
+        let now = required_ts(&row, 16)?;
         let text: String = row.try_get_by_index(1)?;
         let parsed = Schedule::parse(&text).ok();
         let last_run_at = ts(&row, 5)?;
@@ -409,6 +415,8 @@ pub(crate) async fn schedules_with(
             interval,
             missed,
             overdue,
+            alert_error: row.try_get_by_index(14)?,
+            alert_error_at: ts(&row, 15)?,
         });
     }
     Ok(out)

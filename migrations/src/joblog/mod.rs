@@ -5,6 +5,7 @@ mod m20261129_000002_create_job_schedules;
 mod m20261201_000003_create_joblog_secrets;
 mod m20261201_000005_create_search_index;
 mod m20261201_000006_create_job_run_counts;
+mod m20261202_000007_create_job_alerts;
 
 use sea_orm_migration::prelude::*;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for JoblogMigrator {
             Box::new(m20261201_000003_create_joblog_secrets::Migration),
             Box::new(m20261201_000005_create_search_index::Migration),
             Box::new(m20261201_000006_create_job_run_counts::Migration),
+            Box::new(m20261202_000007_create_job_alerts::Migration),
         ]
     }
 

@@ -102,7 +102,17 @@ pub(crate) async fn serve_with(
     // instance sharing the database (a lease in `job_schedules`), skipped occurrences
     // recorded, run now / pause from the Jobs Monitor.
     let job = std::sync::Arc::new(job);
-    let scheduler = Scheduler::builder(logger.clone())
+    let mut scheduler = Scheduler::builder(logger.clone());
+    if let Some(url) = &settings.alert_webhook_url {
+        scheduler = scheduler.alert_webhook(url.clone());
+        // Alerts link to their run: at PUBLIC_URL, or at BIND when it names one host.
+        if let Some(base) = &settings.public_url {
+            scheduler = scheduler.alert_links(base.clone());
+        } else if !settings.bind.ip().is_unspecified() {
+            scheduler = scheduler.alert_links(format!("{scheme}://{addr}"));
+        }
+    }
+    let scheduler = scheduler
         .lease(settings.sync_lease)
         .job_with(
             JOB_NAME,

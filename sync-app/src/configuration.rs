@@ -126,7 +126,10 @@ impl fmt::Debug for Settings {
             .field("admin_password_hash", &self.admin_hash.as_ref().map(|_| HIDDEN))
             .field("public_url", &self.public_url)
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| HIDDEN))
-            .field("alert_webhook_url", &self.alert_webhook_url.as_ref().map(|_| HIDDEN))
+            .field(
+                "alert_webhook_url",
+                &self.alert_webhook_url.as_ref().map(|_| HIDDEN),
+            )
             .field("tls", &self.tls)
             .field("limits", &self.limits)
             .field("bind", &self.bind)
@@ -695,7 +698,11 @@ pub struct ScheduleArgs {
 
 impl ScheduleArgs {
     /// Checks the values and sets them on `settings`.
-    pub fn apply(&self, settings: &mut Settings, on_command_line: OnCommandLine<'_>) -> Result<(), ConfigError> {
+    pub fn apply(
+        &self,
+        settings: &mut Settings,
+        on_command_line: OnCommandLine<'_>,
+    ) -> Result<(), ConfigError> {
         if self.alert_webhook_url.is_some() && on_command_line("alert_webhook_url") {
             return Err(ConfigError::new(
                 "ALERT_WEBHOOK_URL",
@@ -703,11 +710,13 @@ impl ScheduleArgs {
                  ALERT_WEBHOOK_URL in the environment",
             ));
         }
-        if let Some(url) = text("ALERT_WEBHOOK_URL", self.alert_webhook_url.as_ref().map(Secret::expose))? {
-            let valid = url
-                .parse::<poem::http::Uri>()
-                .ok()
-                .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty()));
+        if let Some(url) = text(
+            "ALERT_WEBHOOK_URL",
+            self.alert_webhook_url.as_ref().map(Secret::expose),
+        )? {
+            let valid = url.parse::<poem::http::Uri>().ok().is_some_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
+            });
             if !valid {
                 return Err(ConfigError::new(
                     "ALERT_WEBHOOK_URL",
@@ -936,6 +945,7 @@ mod tests {
             ScheduleArgs {
                 sync_interval: os("  "),
                 sync_lease: None,
+                alert_webhook_url: None,
             },
         )
         .unwrap();
@@ -952,6 +962,7 @@ mod tests {
             ScheduleArgs {
                 sync_interval: os("often"),
                 sync_lease: None,
+                alert_webhook_url: None,
             },
         )
         .unwrap_err();
@@ -983,6 +994,7 @@ mod tests {
                 ScheduleArgs {
                     sync_lease: os("0s"),
                     sync_interval: None,
+                    alert_webhook_url: None,
                 },
             ),
             (
@@ -990,12 +1002,44 @@ mod tests {
                 ScheduleArgs {
                     sync_interval: os("8d"),
                     sync_lease: None,
+                    alert_webhook_url: None,
                 },
             ),
         ] {
             let mut s = Settings::default();
-            assert_eq!(args.apply(&mut s).unwrap_err().variable, variable);
+            assert_eq!(
+                args.apply(&mut s, NONE_ON_COMMAND_LINE).unwrap_err().variable,
+                variable
+            );
         }
+        let mut s = Settings::default();
+        let bad = ScheduleArgs {
+            alert_webhook_url: Some("hooks.slack.com/services/x".into()),
+            ..ScheduleArgs::default()
+        };
+        let e = bad.apply(&mut s, NONE_ON_COMMAND_LINE).unwrap_err();
+        assert_eq!(e.variable, "ALERT_WEBHOOK_URL");
+        assert!(
+            !e.to_string().contains("slack.com/services/x"),
+            "never echoes the secret: {e}"
+        );
+        let good = ScheduleArgs {
+            alert_webhook_url: Some("https://hooks.slack.com/services/x".into()),
+            ..ScheduleArgs::default()
+        };
+        good.apply(&mut s, NONE_ON_COMMAND_LINE).unwrap();
+        assert_eq!(
+            s.alert_webhook_url.as_deref(),
+            Some("https://hooks.slack.com/services/x")
+        );
+        assert!(!format!("{s:?}").contains("hooks.slack.com"), "hidden in Debug");
+        let refused = good.apply(&mut s, &|id| id == "alert_webhook_url").unwrap_err();
+        assert_eq!(refused.variable, "ALERT_WEBHOOK_URL");
+        let e = web(|w| w.metrics_token = Some("short".into())).unwrap_err();
+        assert_eq!(e.variable, "METRICS_TOKEN");
+        assert!(!e.to_string().contains("short"), "{e}");
+        let ok = web(|w| w.metrics_token = Some("0123456789abcdef".into())).unwrap();
+        assert_eq!(ok.metrics_token.as_deref(), Some("0123456789abcdef"));
         let mut s = Settings::default();
         let e = ShutdownArgs {
             shutdown_grace: os("soon"),
@@ -1014,8 +1058,9 @@ mod tests {
         let e = ScheduleArgs {
             sync_interval: bad(),
             sync_lease: None,
+            alert_webhook_url: None,
         }
-        .apply(&mut s)
+        .apply(&mut s, NONE_ON_COMMAND_LINE)
         .unwrap_err();
         assert_eq!(e.variable, "SYNC_INTERVAL");
         assert!(e.to_string().contains("UTF-8"), "{e}");

@@ -55,10 +55,9 @@ impl Event {
 
 /// Checks a webhook URL: `http://` or `https://` with a host.
 pub(crate) fn check_webhook(url: &str) -> Result<()> {
-    let ok = url
-        .parse::<http::Uri>()
-        .ok()
-        .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty()));
+    let ok = url.parse::<http::Uri>().ok().filter(|u| {
+        matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
+    });
     match ok {
         Some(_) => Ok(()),
         None => Err(crate::Error::Config(format!(
@@ -130,7 +129,17 @@ pub(crate) async fn check_overdue(
         Some(id) => logger.get_run(id).await?,
         None => None,
     };
-    raise(db, job, target, &[OK], OVERDUE, Event::Overdue, run.as_ref(), missed).await
+    raise(
+        db,
+        job,
+        target,
+        &[OK],
+        OVERDUE,
+        Event::Overdue,
+        run.as_ref(),
+        missed,
+    )
+    .await
 }
 
 /// The compare-and-set of the job's alert state and, if this instance made it, the alert
@@ -149,7 +158,10 @@ async fn raise(
     let backend = db.get_database_backend();
     let txn = db.begin().await?;
     let mut q = Sql::new(backend, "UPDATE job_schedules SET alert_state = ");
-    q.bind(to).push(" WHERE job = ").bind(job).push(" AND alert_state IN (");
+    q.bind(to)
+        .push(" WHERE job = ")
+        .bind(job)
+        .push(" AND alert_state IN (");
     for (i, state) in from.iter().enumerate() {
         if i > 0 {
             q.push(", ");
@@ -187,7 +199,13 @@ async fn raise(
 
 /// The message: `{event, job, run_id, run_name, status, error, started_at, finished_at,
 /// url, missed, text}`; `text` is what Slack and Mattermost show.
-fn payload(job: &str, target: &AlertTarget, event: Event, run: Option<&RunRecord>, missed: u64) -> serde_json::Value {
+fn payload(
+    job: &str,
+    target: &AlertTarget,
+    event: Event,
+    run: Option<&RunRecord>,
+    missed: u64,
+) -> serde_json::Value {
     let url = match (&target.links, run) {
         (Some(base), Some(r)) => Some(format!("{}/job_logs/{}", base.trim_end_matches('/'), r.id)),
         _ => None,
@@ -196,12 +214,14 @@ fn payload(job: &str, target: &AlertTarget, event: Event, run: Option<&RunRecord
     let name = run.map(|r| format!(" (run {})", r.name)).unwrap_or_default();
     let text = match event {
         Event::Failed => {
-            let error = run.and_then(|r| r.error.as_deref()).unwrap_or("no error recorded");
+            let error = run
+                .and_then(|r| r.error.as_deref())
+                .unwrap_or("no error recorded");
             format!("❌ {job} failed{name}: {error}{link}")
         }
-        Event::Overdue => format!(
-            "⚠️ {job} is overdue: {missed} scheduled runs missed since its last success{link}"
-        ),
+        Event::Overdue => {
+            format!("⚠️ {job} is overdue: {missed} scheduled runs missed since its last success{link}")
+        }
         Event::Recovered => format!("✅ {job} recovered{name}: it succeeded again{link}"),
     };
     json!({

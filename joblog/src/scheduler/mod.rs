@@ -401,7 +401,8 @@ async fn job_loop(shared: Arc<Shared>, spec: Arc<JobSpec>, alerts: Option<alerts
             Ok(Some(started_at)) => {
                 let ended = run_one(&shared, &spec, started_at).await;
                 if let (Some(target), Some((run_id, status))) = (&alerts, ended)
-                    && let Err(e) = alerts::after_run(&shared.logger, &spec.name, target, run_id, status).await
+                    && let Err(e) =
+                        alerts::after_run(&shared.logger, &spec.name, target, run_id, status).await
                 {
                     tracing::warn!(job = %spec.name, error = %e, "joblog: recording an alert failed");
                 }
@@ -471,7 +472,9 @@ async fn deliver_alerts(shared: Arc<Shared>) {
     let client = webhook::client();
     let mut stop = shared.stop.subscribe();
     let mut cancel = shared.cancel.subscribe();
-    let every = shared.poll_interval.clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let every = shared
+        .poll_interval
+        .clamp(Duration::from_millis(100), Duration::from_secs(1));
     loop {
         tokio::select! {
             result = webhook::deliver_due(shared.logger.db(), &client) => {
@@ -494,7 +497,11 @@ async fn deliver_alerts(shared: Arc<Shared>) {
 /// Runs the job while holding the lease: renews it, counts skipped occurrences, and
 /// releases it with the outcome. Returns the run's id and outcome, unless the lease was
 /// lost (another instance took the job over).
-async fn run_one(shared: &Shared, spec: &JobSpec, started_at: DateTime<Utc>) -> Option<(Option<i64>, RunStatus)> {
+async fn run_one(
+    shared: &Shared,
+    spec: &JobSpec,
+    started_at: DateTime<Utc>,
+) -> Option<(Option<i64>, RunStatus)> {
     let db = shared.logger.db();
     let run_id = Arc::new(AtomicI64::new(0));
     let id_slot = run_id.clone();

@@ -51,7 +51,10 @@ pub(crate) fn client() -> HttpsClient {
 async fn post(client: &HttpsClient, url: &str, body: String) -> std::result::Result<(), String> {
     let request = hyper::Request::post(url)
         .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(hyper::header::USER_AGENT, concat!("joblog/", env!("CARGO_PKG_VERSION")))
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("joblog/", env!("CARGO_PKG_VERSION")),
+        )
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| format!("bad request: {e}"))?;
     match tokio::time::timeout(TIMEOUT, client.request(request)).await {

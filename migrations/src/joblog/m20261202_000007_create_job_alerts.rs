@@ -66,7 +66,11 @@ impl MigrationTrait for Migration {
             manager,
             JobAlerts::Table,
             &[
-                ("idx_job_alerts_pending", &[JobAlerts::DeliveredAt, JobAlerts::NextAttemptAt][..], false),
+                (
+                    "idx_job_alerts_pending",
+                    &[JobAlerts::DeliveredAt, JobAlerts::NextAttemptAt][..],
+                    false,
+                ),
                 ("idx_job_alerts_job", &[JobAlerts::Job, JobAlerts::Id][..], false),
             ],
         )

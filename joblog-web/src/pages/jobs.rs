@@ -120,6 +120,7 @@ struct JobRow {
     skipped: Option<String>,
     missed: Option<String>,
     run_now_pending: bool,
+    alert_error: Option<String>,
 }
 
 impl JobRow {
@@ -182,6 +183,15 @@ impl JobRow {
         if self.last_id.is_none() {
             self.last_id = s.last_run_id;
             self.last_status = s.last_status.map(|st| st.as_str());
+        }
+        if let Some(error) = &s.alert_error {
+            self.alert_error = Some(match s.alert_error_at {
+                Some(t) => format!(
+                    "alert webhook failing since {}: {error}",
+                    t.with_timezone(&tz).format("%H:%M")
+                ),
+                None => format!("alert webhook failing: {error}"),
+            });
         }
         if s.skipped_count > 0 {
             self.skipped = Some(match s.last_skipped_at {

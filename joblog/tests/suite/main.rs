@@ -1,6 +1,7 @@
 //! joblog's integration suite: every case runs on SQLite (file and memory), PostgreSQL
 //! and MySQL/MariaDB, each on a fresh database, re-reading through fresh connections.
 
+mod alerts;
 mod cases;
 mod common;
 mod metrics;
@@ -43,4 +44,8 @@ common::backend_tests!(
     a_refused_row_spares_the_rest_of_its_batch,
     metrics_count_runs_and_read_the_database,
     metrics_survive_a_missing_table,
+    alerts_on_failure_and_recovery_once_each,
+    alerts_when_overdue_from_one_of_two_instances,
+    a_webhook_that_is_down_is_retried_and_shown,
+    a_bad_webhook_url_is_refused,
 );

@@ -899,7 +899,9 @@ async fn jobs_monitor_flags_missed_and_skipped_runs_and_a_running_run() {
              last_success_at = strftime('%Y-%m-%d %H:%M:%f', 'now', '-17 minutes'), \
              last_run_at = strftime('%Y-%m-%d %H:%M:%f', 'now', '-17 minutes'), \
              skipped_count = 3, \
-             last_skipped_at = strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 minutes') \
+             last_skipped_at = strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 minutes'), \
+             alert_error = 'HTTP 503 (attempt 3; next in 4s) <b>', \
+             alert_error_at = strftime('%Y-%m-%d %H:%M:%f', 'now', '-2 minutes') \
              WHERE job = 'Nightly report'",
         )
         .await
@@ -918,6 +920,11 @@ async fn jobs_monitor_flags_missed_and_skipped_runs_and_a_running_run() {
         );
         assert!(body.contains("class=\"overdue\"") && body.contains("class=\"warning\""));
         assert!(body.contains("3 skipped, last "), "{body}");
+        assert!(
+            body.contains("alert webhook failing since ")
+                && body.contains("HTTP 503 (attempt 3; next in 4s) &lt;b&gt;"),
+            "the webhook's failure, escaped: {body}"
+        );
         assert!(
             body.contains("running for ") && body.contains("(p50 "),
             "elapsed against p50"

@@ -255,7 +255,44 @@ impl JobLogger {
         if self.db().get_database_backend() == sea_orm::DbBackend::Postgres {
             self.build_search_index().await?;
         }
+        self.reset_idle_connections().await;
         Ok(())
+    }
+
+    /// SQLite: closes the pool's idle connections, so that the next statements run on
+    /// connections that read the schema as it is now. [`migrate`](Self::migrate) does it; a
+    /// host that runs its own migrations on the logger's connection afterwards should too.
+    ///
+    /// Why: a connection on which a query read one row of several (sqlx leaves such a
+    /// statement un-reset) keeps its read snapshot — and with it the schema from before the
+    /// migrations — until that statement is reused; its next statement then failed with "no
+    /// such table" (seen: `DELETE FROM job_logs` right after `migrate()`, now and then). An
+    /// in-memory database is left alone (closing its connection would delete it). Other
+    /// backends: nothing to do.
+    pub async fn reset_idle_connections(&self) {
+        #[cfg(feature = "sqlite")]
+        if self.db().get_database_backend() == sea_orm::DbBackend::Sqlite {
+            let pool = self.db().get_sqlite_connection_pool();
+            let mut idle = Vec::new();
+            while let Some(conn) = pool.try_acquire() {
+                idle.push(conn);
+            }
+            let Some(first) = idle.first_mut() else { return };
+            let file: Option<String> =
+                sea_orm::sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                    .fetch_optional(&mut **first)
+                    .await
+                    .ok()
+                    .flatten();
+            if file.as_deref().is_none_or(str::is_empty) {
+                return;
+            }
+            for conn in idle {
+                if let Err(e) = conn.close().await {
+                    tracing::debug!(error = %e, "joblog: closing an idle connection");
+                }
+            }
+        }
     }
 
     /// Starts a run of `job`: a `job_logs` row with status new and a unique timestamp
@@ -272,6 +309,7 @@ impl JobLogger {
         let insert = insert_run(self.db(), &base, &self.inner.names, &new);
         let (id, name) = self.inner.bounded(insert).await?;
         self.inner.shared.live().insert(id);
+        self.inner.metrics.job_seen(job);
         let shared = Arc::new(RunShared::new(self.inner.clone(), id, name, job.to_owned()));
         shared.send_detail(Level::Info, format!("Job started - {job}"));
         Ok(JobRun::new(shared))

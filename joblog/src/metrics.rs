@@ -149,6 +149,8 @@ struct MetricsInner {
     durations: Family<JobLabels, Histogram>,
     database: Arc<DatabaseCollector>,
     hooks: Mutex<Vec<ScrapeHook>>,
+    /// One scrape at a time: each reads the database and encodes its own snapshot.
+    scrape: tokio::sync::Mutex<()>,
     extensions: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
 }
 
@@ -202,8 +204,20 @@ impl Metrics {
                 durations,
                 database,
                 hooks: Mutex::new(Vec::new()),
+                scrape: tokio::sync::Mutex::new(()),
                 extensions: Mutex::new(HashMap::new()),
             }),
+        }
+    }
+
+    /// Makes the job's `joblog_runs_total` series exist at 0, so that a rule on
+    /// `increase(…)` sees its first failure (a series that appears at 1 has no increase).
+    pub(crate) fn job_seen(&self, job: &str) {
+        for status in [RunStatus::Success, RunStatus::Error] {
+            let _ = self.inner.runs.get_or_create(&JobStatusLabels {
+                job: job.to_owned(),
+                status: status.as_str().to_owned(),
+            });
         }
     }
 
@@ -409,6 +423,7 @@ impl JobLogger {
     }
 
     async fn encode_openmetrics(&self) -> String {
+        let _one_at_a_time = self.metrics().inner.scrape.lock().await;
         let snapshot = match self.database_metrics().await {
             Ok(jobs) => DatabaseSnapshot { up: true, jobs },
             Err(e) => {

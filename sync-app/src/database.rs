@@ -23,6 +23,8 @@ pub async fn open(url: &str) -> anyhow::Result<JobLogger> {
         .with_context(|| format!("connecting to DATABASE_URL ({})", redact_url(url)))?;
     logger.migrate().await.context("running joblog's migrations")?;
     migrate(logger.db()).await?;
+    // SQLite: no pooled connection keeps the schema from before `open_orders`' migrations.
+    logger.reset_idle_connections().await;
     crate::metrics::SyncMetrics::of(&logger);
     Ok(logger)
 }

@@ -280,6 +280,7 @@ impl Scheduler {
             }
         }
         for job in &self.jobs {
+            self.logger.metrics().job_seen(&job.name);
             store::register(
                 self.logger.db(),
                 &job.name,
@@ -387,8 +388,8 @@ impl Drop for SchedulerHandle {
     }
 }
 
-/// How often a scheduler with alerts looks whether its jobs became overdue.
-const OVERDUE_CHECK: Duration = Duration::from_secs(5);
+/// How often a scheduler with alerts looks at its jobs' rows for an alert to raise.
+const ALERT_CHECK: Duration = Duration::from_secs(5);
 
 async fn job_loop(shared: Arc<Shared>, spec: Arc<JobSpec>, alerts: Option<alerts::AlertTarget>) {
     let mut stop = shared.stop.subscribe();
@@ -399,23 +400,24 @@ async fn job_loop(shared: Arc<Shared>, spec: Arc<JobSpec>, alerts: Option<alerts
         }
         match poll(&shared, &spec).await {
             Ok(Some(started_at)) => {
-                let ended = run_one(&shared, &spec, started_at).await;
-                if let (Some(target), Some((run_id, status))) = (&alerts, ended)
-                    && let Err(e) =
-                        alerts::after_run(&shared.logger, &spec.name, target, run_id, status).await
-                {
-                    tracing::warn!(job = %spec.name, error = %e, "joblog: recording an alert failed");
+                if run_one(&shared, &spec, started_at).await && alerts.is_some() {
+                    // Look at the outcome now rather than at the next check; the run's
+                    // last lines (a cancellation's reason) first.
+                    if let Err(e) = shared.logger.flush().await {
+                        tracing::warn!(job = %spec.name, error = %e, "joblog: flushing before the alert check");
+                    }
+                    overdue_checked = None;
                 }
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(job = %spec.name, error = %e, "joblog: scheduler poll failed"),
         }
         if let Some(target) = &alerts
-            && overdue_checked.is_none_or(|at| at.elapsed() >= OVERDUE_CHECK.min(shared.poll_interval * 5))
+            && overdue_checked.is_none_or(|at| at.elapsed() >= ALERT_CHECK.min(shared.poll_interval * 5))
         {
             overdue_checked = Some(tokio::time::Instant::now());
-            if let Err(e) = alerts::check_overdue(&shared.logger, &spec.name, &spec.schedule, target).await {
-                tracing::warn!(job = %spec.name, error = %e, "joblog: checking for an overdue job failed");
+            if let Err(e) = alerts::check(&shared.logger, &spec.name, &spec.schedule, target).await {
+                tracing::warn!(job = %spec.name, error = %e, "joblog: checking the job for alerts failed");
             }
         }
         if *stop.borrow() {
@@ -495,13 +497,9 @@ async fn deliver_alerts(shared: Arc<Shared>) {
 }
 
 /// Runs the job while holding the lease: renews it, counts skipped occurrences, and
-/// releases it with the outcome. Returns the run's id and outcome, unless the lease was
-/// lost (another instance took the job over).
-async fn run_one(
-    shared: &Shared,
-    spec: &JobSpec,
-    started_at: DateTime<Utc>,
-) -> Option<(Option<i64>, RunStatus)> {
+/// releases it with the outcome. `false` when the lease was lost (another instance took
+/// the job over).
+async fn run_one(shared: &Shared, spec: &JobSpec, started_at: DateTime<Utc>) -> bool {
     let db = shared.logger.db();
     let run_id = Arc::new(AtomicI64::new(0));
     let id_slot = run_id.clone();
@@ -556,7 +554,7 @@ async fn run_one(
                 job = %spec.name,
                 "joblog: the lease was lost (not renewed in time and taken over); the run was cancelled"
             );
-            return None;
+            return false;
         }
     };
     let id = run_id.load(Ordering::Relaxed);
@@ -570,7 +568,7 @@ async fn run_one(
             }
         }
     }
-    Some((id, status))
+    true
 }
 
 /// Resolves once the flag is `true` (never, if its sender is gone).

@@ -367,11 +367,12 @@ pub(crate) async fn schedules_with(
     let backend = db.get_database_backend();
     let mut q = Sql::new(
         backend,
-        "SELECT job, schedule, paused, next_run_at, last_run_id, last_run_at, last_status, last_success_at, \
-         lease_owner, lease_expires_at, run_now_requested_at, skipped_count, last_skipped_at, updated_at, \
-         alert_error, alert_error_at, ",
+        "SELECT s.job, s.schedule, s.paused, s.next_run_at, s.last_run_id, s.last_run_at, s.last_status, \
+         s.last_success_at, s.lease_owner, s.lease_expires_at, s.run_now_requested_at, s.skipped_count, \
+         s.last_skipped_at, s.updated_at, a.error, a.error_at, ",
     );
-    q.push(db_now(backend)).push(" FROM job_schedules ORDER BY job");
+    q.push(db_now(backend))
+        .push(" FROM job_schedules s LEFT JOIN job_alert_states a ON a.job = s.job ORDER BY s.job");
     let mut out = Vec::new();
     for row in q.all(db).await? {
         let now = required_ts(&row, 16)?;

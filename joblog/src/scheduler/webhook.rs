@@ -114,7 +114,9 @@ pub(crate) async fn deliver_due(db: &DatabaseConnection, client: &HttpsClient) -
             .push(&db_now_plus(backend, CLAIM))
             .push(" WHERE id = ")
             .bind(id)
-            .push(" AND delivered_at IS NULL AND (claimed_until IS NULL OR claimed_until < ")
+            .push(" AND delivered_at IS NULL AND given_up_at IS NULL AND next_attempt_at <= ")
+            .push(now)
+            .push(" AND (claimed_until IS NULL OR claimed_until < ")
             .push(now)
             .push(")");
         if claim.execute(db).await? != 1 {
@@ -161,11 +163,11 @@ pub(crate) async fn deliver_due(db: &DatabaseConnection, client: &HttpsClient) -
     Ok(delivered)
 }
 
-/// Records (or clears) the last delivery failure on the job's row, for the monitor.
+/// Records (or clears) the last delivery failure in the job's alert state, for the monitor.
 async fn set_error(db: &DatabaseConnection, job: &str, error: Option<&str>) -> Result<()> {
     let backend = db.get_database_backend();
-    let mut q = Sql::new(backend, "UPDATE job_schedules SET alert_error = ");
-    q.bind(error.map(str::to_owned)).push(", alert_error_at = ");
+    let mut q = Sql::new(backend, "UPDATE job_alert_states SET error = ");
+    q.bind(error.map(str::to_owned)).push(", error_at = ");
     if error.is_some() {
         q.push(db_now(backend));
     } else {

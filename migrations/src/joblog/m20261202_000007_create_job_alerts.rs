@@ -1,7 +1,7 @@
 //! Alerts: `job_alerts`, the outbox of webhook messages (one row per incident or recovery,
-//! delivered and retried by whichever instance claims it), and three columns of
-//! `job_schedules` — the job's alert state (the compare-and-set that makes one instance,
-//! not every one, raise an alert) and the last delivery failure (shown on the monitor).
+//! delivered and retried by whichever instance claims it), and `job_alert_states`, a row
+//! per job — its alert state (the compare-and-set that makes one instance, not every one,
+//! raise an alert) and the last delivery failure (shown on the monitor).
 
 use sea_orm_migration::prelude::*;
 
@@ -28,11 +28,12 @@ enum JobAlerts {
 }
 
 #[derive(DeriveIden, Clone, Copy)]
-enum JobSchedules {
+enum JobAlertStates {
     Table,
-    AlertState,
-    AlertError,
-    AlertErrorAt,
+    Job,
+    State,
+    Error,
+    ErrorAt,
 }
 
 #[async_trait::async_trait]
@@ -75,37 +76,29 @@ impl MigrationTrait for Migration {
             ],
         )
         .await?;
-        // Each column on its own, and only if missing: a run that died half-way is resumed.
-        let columns = [
-            (
-                "alert_state",
-                ColumnDef::new(JobSchedules::AlertState)
-                    .small_integer()
-                    .not_null()
-                    .default(0)
-                    .to_owned(),
-            ),
-            (
-                "alert_error",
-                ColumnDef::new(JobSchedules::AlertError).text().null().to_owned(),
-            ),
-            (
-                "alert_error_at",
-                timestamp(backend, JobSchedules::AlertErrorAt).null().to_owned(),
-            ),
-        ];
-        for (name, mut column) in columns {
-            if !manager.has_column("job_schedules", name).await? {
-                manager
-                    .alter_table(
-                        Table::alter()
-                            .table(JobSchedules::Table)
-                            .add_column(&mut column)
-                            .to_owned(),
+        // Each job's alert state, in a table of its own (an `ALTER TABLE` of
+        // `job_schedules` left other SQLite connections of the pool failing with "no such
+        // table" now and then).
+        manager
+            .create_table(
+                new_table(backend, JobAlertStates::Table)
+                    .col(
+                        ColumnDef::new(JobAlertStates::Job)
+                            .string_len(191)
+                            .not_null()
+                            .primary_key(),
                     )
-                    .await?;
-            }
-        }
+                    .col(
+                        ColumnDef::new(JobAlertStates::State)
+                            .small_integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(ColumnDef::new(JobAlertStates::Error).text().null())
+                    .col(timestamp(backend, JobAlertStates::ErrorAt).null())
+                    .to_owned(),
+            )
+            .await?;
         Ok(())
     }
 
@@ -113,20 +106,8 @@ impl MigrationTrait for Migration {
         manager
             .drop_table(Table::drop().table(JobAlerts::Table).if_exists().to_owned())
             .await?;
-        for column in [
-            JobSchedules::AlertState,
-            JobSchedules::AlertError,
-            JobSchedules::AlertErrorAt,
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(JobSchedules::Table)
-                        .drop_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        Ok(())
+        manager
+            .drop_table(Table::drop().table(JobAlertStates::Table).if_exists().to_owned())
+            .await
     }
 }

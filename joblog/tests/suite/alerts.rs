@@ -338,6 +338,50 @@ async fn schedule(logger: &JobLogger, job: &str) -> joblog::scheduler::ScheduleR
         .unwrap()
 }
 
+/// The instance that ran the failing run has no webhook (or died before raising the
+/// alert): another instance with alerts raises it from the job's recorded outcome.
+pub(crate) async fn an_alert_is_raised_by_another_instance(db: TestDb) {
+    let hook = Receiver::start().await;
+    let quiet = db.logger().await;
+    let alerting = db.logger().await;
+    let fail = Arc::new(AtomicBool::new(true));
+    let job = "Elsewhere";
+    // First only the instance without alerts has a scheduler: it runs the failing run.
+    let runner = Scheduler::builder(quiet.clone())
+        .poll_interval(Duration::from_millis(50))
+        .job_with(
+            job,
+            Schedule::every(Duration::from_secs(3600)),
+            JobOptions::default(),
+            {
+                let fail = fail.clone();
+                move |_run| {
+                    let fail = fail.clone();
+                    async move {
+                        if fail.load(Ordering::SeqCst) {
+                            Err("no route to the ERP".to_owned())
+                        } else {
+                            Ok(())
+                        }
+                    }
+                }
+            },
+        )
+        .build()
+        .start()
+        .await
+        .unwrap();
+    run_now_and_wait(&quiet, job, 1).await;
+    runner.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert!(hook.events().is_empty());
+    // Now an instance with alerts looks at the job: the failure is raised once.
+    let watcher = scheduler(&alerting, job, Duration::from_secs(3600), fail.clone(), &hook.url).await;
+    let got = hook.wait_for(1).await;
+    assert_eq!(hook.events(), ["failed"], "{got:?}");
+    assert_eq!(got[0]["error"], "no route to the ERP");
+    watcher.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
 /// A webhook URL that is not one is refused when the scheduler starts.
 pub(crate) async fn a_bad_webhook_url_is_refused(db: TestDb) {
     let logger = db.logger().await;

@@ -12,6 +12,7 @@ use sea_orm::ConnectionTrait;
 pub(crate) use crate::alerts::{
     a_bad_webhook_url_is_refused, a_webhook_that_is_down_is_retried_and_shown,
     alerts_on_failure_and_recovery_once_each, alerts_when_overdue_from_one_of_two_instances,
+    an_alert_is_raised_by_another_instance,
 };
 use crate::common::{Backend, TestDb, rows, status_and_messages};
 pub(crate) use crate::metrics::{metrics_count_runs_and_read_the_database, metrics_survive_a_missing_table};

@@ -48,4 +48,5 @@ common::backend_tests!(
     alerts_when_overdue_from_one_of_two_instances,
     a_webhook_that_is_down_is_retried_and_shown,
     a_bad_webhook_url_is_refused,
+    an_alert_is_raised_by_another_instance,
 );

@@ -330,20 +330,21 @@ pub async fn tail(
     loop {
         // The status first: a finished run's lines were all written before it finished.
         let run = run_or_fail(&logger, id).await?;
-        if !announced && !json {
-            println!(
-                "Run {}  {}  {}  ({})",
-                run.id,
-                run.name,
-                run.job,
-                run.status.as_str()
-            );
-            announced = true;
-        }
         let details = all_details(&logger, id, after).await?;
         after = details.last().map(|d| d.id).or(after);
         {
             let mut out = std::io::stdout().lock();
+            if !announced && !json {
+                writeln!(
+                    out,
+                    "Run {}  {}  {}  ({})",
+                    run.id,
+                    run.name,
+                    run.job,
+                    run.status.as_str()
+                )?;
+                announced = true;
+            }
             for d in &details {
                 if json {
                     writeln!(out, "{}", json!({"detail": detail_json(d)}))?;
@@ -351,19 +352,33 @@ pub async fn tail(
                     writeln!(out, "{}", detail_line(d))?;
                 }
             }
+            if run.status.is_finished() {
+                if json {
+                    writeln!(out, "{}", json!({"run": run_json(&run)}))?;
+                } else {
+                    let took = run
+                        .duration()
+                        .map(|d| format!(" after {}", duration(d)))
+                        .unwrap_or_default();
+                    writeln!(out, "Run {} ended: {}{took}", run.id, run.status.as_str())?;
+                }
+                out.flush()?;
+                return Ok(run.status == RunStatus::Success);
+            }
             out.flush()?;
         }
-        if run.status.is_finished() {
-            if json {
-                println!("{}", json!({"run": run_json(&run)}));
-            } else {
-                let took = run
-                    .duration()
-                    .map(|d| format!(" after {}", duration(d)))
-                    .unwrap_or_default();
-                println!("Run {} ended: {}{took}", run.id, run.status.as_str());
-            }
-            return Ok(run.status == RunStatus::Success);
+        // A run whose process died is ended by the reaper of a running `serve`; without one
+        // it would stay "processing": say so rather than wait for ever.
+        let heard = run.heartbeat_at.unwrap_or(run.created_at);
+        if (Utc::now() - heard)
+            .to_std()
+            .is_ok_and(|quiet| quiet > super::STALE_AFTER)
+        {
+            bail!(
+                "run {id} has had no heartbeat since {} UTC: the process running it seems to have died \
+                 (a running `sync-app serve` marks it abandoned)",
+                when(heard)
+            );
         }
         tokio::select! {
             () = tokio::time::sleep(TAIL_POLL) => {}

@@ -287,12 +287,10 @@ async fn commands_read_and_steer_any_database(db: TestDb) {
 async fn schedule(logger: &JobLogger, job: &str) -> joblog::scheduler::ScheduleRecord {
     logger
         .scheduled_jobs()
-        .schedules()
+        .schedule(job)
         .await
         .unwrap()
-        .into_iter()
-        .find(|s| s.job == job)
-        .unwrap()
+        .expect("a scheduled job")
 }
 
 backend_tests!(commands_read_and_steer_any_database);

@@ -64,6 +64,11 @@ impl<'a> ScheduledJobs<'a> {
         store::schedules_with(self.logger.db(), overdue_after_intervals).await
     }
 
+    /// The schedule of `job`, if it is a scheduled job.
+    pub async fn schedule(&self, job: &str) -> Result<Option<ScheduleRecord>> {
+        Ok(self.schedules().await?.into_iter().find(|s| s.job == job))
+    }
+
     /// Wakes this process's schedulers so they poll now rather than at their next tick.
     fn wake(&self) {
         self.logger.inner.scheduler_wake.notify_waiters();

@@ -330,12 +330,10 @@ pub(crate) async fn a_webhook_that_is_down_is_retried_and_shown(db: TestDb) {
 async fn schedule(logger: &JobLogger, job: &str) -> joblog::scheduler::ScheduleRecord {
     logger
         .scheduled_jobs()
-        .schedules()
+        .schedule(job)
         .await
         .unwrap()
-        .into_iter()
-        .find(|s| s.job == job)
-        .unwrap()
+        .expect("a scheduled job")
 }
 
 /// The instance that ran the failing run has no webhook (or died before raising the

@@ -231,12 +231,7 @@ pub async fn act(settings: &Settings, job: &str, action: JobAction, json: bool) 
             known.join(", ")
         );
     }
-    let schedule = control
-        .schedules()
-        .await
-        .context("reading the schedules")?
-        .into_iter()
-        .find(|s| s.job == job);
+    let schedule = control.schedule(job).await.context("reading the schedule")?;
     if json {
         println!(
             "{}",

@@ -134,13 +134,15 @@ async fn schema(conn: &DatabaseConnection) -> Vec<String> {
 /// secrets table, its search index (SQLite's FTS5 tables and their triggers, PostgreSQL's
 /// trigram indexes) and the per-job run counts with their triggers; sync-app's Open Orders
 /// search index (SQLite: `open_orders_fts` and its triggers; PostgreSQL: a GIN index).
-const NEW_TABLES: [&str; 6] = [
+const NEW_TABLES: [&str; 7] = [
     "joblog_secrets",
     "joblog_search_index",
     "_fts",
     "_trgm",
     "job_run_counts",
     "idx_open_orders_search",
+    // `job_alerts` and `job_alert_states` (and their indexes).
+    "job_alert",
 ];
 
 /// `rows` without those that describe a table added after 0.1.0.

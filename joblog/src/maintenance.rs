@@ -26,6 +26,8 @@ pub struct PruneStats {
     pub runs: u64,
     /// Details deleted.
     pub details: u64,
+    /// Alerts deleted: delivered (or given up) and older than `older_than`.
+    pub alerts: u64,
 }
 
 /// Runs deleted per statement, and details per statement: small enough that no
@@ -105,6 +107,18 @@ impl JobLogger {
                 &mut stats,
             )
             .await?;
+        }
+        if let Some(age) = options.older_than {
+            // Alerts that went out (or were given up), as old as the runs pruned. Their
+            // times are the database's clock: compared with it.
+            let db = self.db();
+            let backend = db.get_database_backend();
+            let mut q = Sql::new(
+                backend,
+                "DELETE FROM job_alerts WHERE (delivered_at IS NOT NULL OR given_up_at IS NOT NULL) AND created_at < ",
+            );
+            q.push(&db_now_minus(backend, age));
+            stats.alerts = q.execute(db).await?;
         }
         if let Some(keep) = options.keep_last {
             for job in self.jobs().await? {

@@ -212,6 +212,27 @@ pub(crate) async fn alerts_on_failure_and_recovery_once_each(db: TestDb) {
         got[1]
     );
     handle.shutdown(Duration::from_secs(5)).await.unwrap();
+    // Prune removes the alerts that went out, with the runs of their age.
+    let stats = logger
+        .prune(&joblog::PruneOptions {
+            older_than: Some(Duration::ZERO),
+            keep_last: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stats.alerts, 2, "{stats:?}");
+    let left = logger
+        .db()
+        .query_one_raw(sea_orm::Statement::from_string(
+            logger.db().get_database_backend(),
+            "SELECT COUNT(*) FROM job_alerts",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap();
+    assert_eq!(left, 0);
 }
 
 fn minutes_ago(backend: Backend, minutes: u32) -> String {

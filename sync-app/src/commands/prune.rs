@@ -19,8 +19,8 @@ pub async fn prune(settings: &Settings, days: u64) -> anyhow::Result<()> {
         .await
         .context("pruning old runs")?;
     println!(
-        "pruned {} runs and {} details older than {days} days",
-        stats.runs, stats.details
+        "pruned {} runs, {} details and {} sent alerts older than {days} days",
+        stats.runs, stats.details, stats.alerts
     );
     Ok(())
 }
